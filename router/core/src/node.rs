@@ -1,0 +1,852 @@
+//! The node: RFC 9171 §5 bundle processing as a state machine.
+//!
+//! `Node` holds metadata only (never payloads) and does no I/O. Its methods fall
+//! in three groups, in the manner of quinn-proto's `Connection`:
+//!
+//! - **inputs** (`handle_*`, `register`, `send`, `delete`): something happened;
+//!   every one that depends on time takes `now`;
+//! - **outputs**: [`Node::poll_action`] yields what the driver must do —
+//!   persist or delete a bundle, deliver it to an application, transmit it to a
+//!   peer, reassemble fragments — and [`Node::poll_timeout`] says when to call
+//!   [`Node::handle_timeout`] next;
+//! - **getters** for listings and status.
+//!
+//! After every input, drain `poll_action` and carry the actions out in order.
+//!
+//! The storage promise is kept by ordering: a bundle the node accepts first
+//! comes out as [`Action::Persist`]; nothing else happens to it (no delivery,
+//! no forwarding, no reception report) until the driver reports the write
+//! durable with [`Node::handle_persisted`]. The driver acknowledges a bundle to
+//! whoever gave it (API caller, TCPCL peer) only then.
+//!
+//! Every deletion, whatever its reason (expiry, hop limit, a block's flags, an
+//! operator's request), goes through one path that sends the deletion status
+//! report when the bundle asked for one (the bug of dtn7-rs #85 is expiry
+//! bypassing that path).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+
+use crate::admin::{self, ReasonCode, StatusReport};
+use crate::bundle::{block_flags, bundle_flags, Bundle, BundleId, BundleMeta, CreationTimestamp, DtnTime, HopCount};
+use crate::codec::{self, BundleBuilder, DecodeError, ForwardEdit};
+use crate::eid::Eid;
+use crate::router::{PeerId, PeerInfo, Router};
+
+/// How long a failed transmission waits before the bundle is offered again.
+const RETRY_AFTER_MS: u64 = 5_000;
+
+/// Node settings.
+pub struct NodeConfig {
+    /// This node's node ID (`dtn://name/` or `ipn:N.0`).
+    pub node_id: Eid,
+    pub router: Box<dyn Router>,
+    /// Lifetime of the status reports this node generates.
+    pub report_lifetime_ms: u64,
+    /// Hop limit put on bundles created here (`None`: no hop count block).
+    pub default_hop_limit: Option<u64>,
+}
+
+impl NodeConfig {
+    pub fn new(node_id: Eid, router: Box<dyn Router>) -> NodeConfig {
+        NodeConfig { node_id, router, report_lifetime_ms: 24 * 3600 * 1000, default_hop_limit: Some(32) }
+    }
+}
+
+/// Something the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Store this bundle durably, then call [`Node::handle_persisted`].
+    Persist { meta: BundleMeta, bytes: Vec<u8> },
+    /// Replace the stored metadata of a bundle.
+    UpdateMeta(BundleMeta),
+    /// Remove the bundle from the store.
+    Delete { id: BundleId, reason: Option<ReasonCode> },
+    /// Hand the bundle to the application registered on `endpoint`; call
+    /// [`Node::handle_delivered`] once the application has it.
+    Deliver { id: BundleId, endpoint: Eid },
+    /// Send the bundle to a peer: load it, pass it through [`transmission`] with
+    /// this action, hand the resulting bundle(s) to the CLA, then call
+    /// [`Node::handle_transmitted`].
+    Transmit(Transmit),
+    /// All fragments of one ADU are here: load them, [`codec::reassemble`] them
+    /// and feed the whole bundle to [`Node::handle_received`].
+    Reassemble { parts: Vec<BundleId> },
+}
+
+/// A transmission order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub peer: PeerId,
+    pub id: BundleId,
+    pub edit: ForwardEdit,
+    /// Fragment to this size when larger (§5.8); `None`: send whole.
+    pub max_bundle_size: Option<u64>,
+}
+
+/// Turns a stored bundle into the bytes to put on the link for `t`: extension
+/// blocks updated (§5.4 step 4) and, when the link needs it, fragmented.
+pub fn transmission(stored: &[u8], t: &Transmit) -> Result<Vec<Vec<u8>>, TransmitError> {
+    let bundle = codec::decode(stored).map_err(TransmitError::Decode)?;
+    let bytes = codec::rewrite_for_forward(stored, &bundle, &t.edit);
+    match t.max_bundle_size.and_then(|m| usize::try_from(m).ok()) {
+        Some(max) if bytes.len() > max => {
+            let edited = codec::decode(&bytes).map_err(TransmitError::Decode)?;
+            codec::fragment(&bytes, &edited, max).map_err(TransmitError::Fragment)
+        }
+        _ => Ok(vec![bytes]),
+    }
+}
+
+/// Why a stored bundle could not be made ready for a link.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransmitError {
+    /// The stored bytes no longer decode (store corruption).
+    #[error("stored bundle does not decode: {0}")]
+    Decode(DecodeError),
+    /// It had to be fragmented and could not be.
+    #[error("cannot fragment: {0}")]
+    Fragment(codec::FragmentError),
+}
+
+/// Outcome of a transmission, as the CLA reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransmitOutcome {
+    /// The peer has it (TCPCL: last XFER_ACK received).
+    Sent,
+    /// The peer refused it (TCPCL XFER_REFUSE): it will not take this bundle.
+    Refused,
+    /// The link failed; try again later.
+    Failed,
+}
+
+/// Why a received bundle was not accepted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejected {
+    /// It is not a valid bundle (RFC 9171 §4).
+    #[error("invalid bundle: {0}")]
+    Invalid(#[from] DecodeError),
+    /// This node already has it (or is still storing it).
+    #[error("duplicate of bundle {0}")]
+    Duplicate(BundleId),
+    /// Its lifetime is over; the deletion report was sent if requested.
+    #[error("bundle {0} has expired")]
+    Expired(BundleId),
+    /// Its hop count exceeds its hop limit (reason 9).
+    #[error("bundle {0} exceeded its hop limit")]
+    HopLimitExceeded(BundleId),
+    /// A block it could not process asked for the bundle's deletion (reason 11).
+    #[error("bundle {0} has an unsupported block flagged 'delete bundle'")]
+    UnsupportedBlock(BundleId),
+}
+
+/// Why the node would not create a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The source must be this node or one of its endpoints (or `dtn:none`).
+    #[error("source {0} is not an endpoint of this node")]
+    ForeignSource(Eid),
+    /// `dtn:none` is no destination.
+    #[error("the destination must not be dtn:none")]
+    NullDestination,
+    #[error("a bundle's lifetime must be greater than zero")]
+    ZeroLifetime,
+    /// The bundle built from the request does not decode (a bug; reported, not hidden).
+    #[error("the bundle built for this request is invalid: {0}")]
+    Encoding(DecodeError),
+    /// The node would not take the bundle it built (it was a duplicate or already expired).
+    #[error("the node did not accept the new bundle")]
+    NotAccepted,
+}
+
+/// A request to create a bundle (the API's `/send`).
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    /// `None`: this node's ID.
+    pub source: Option<Eid>,
+    pub destination: Eid,
+    pub lifetime_ms: u64,
+    /// Bundle processing control flags (report requests, must-not-fragment ...).
+    pub flags: u64,
+    pub report_to: Option<Eid>,
+}
+
+/// Counters for status pages and the simulator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    pub received: u64,
+    pub created: u64,
+    pub delivered: u64,
+    pub forwarded: u64,
+    pub deleted: u64,
+    pub expired: u64,
+    pub duplicates: u64,
+    pub invalid: u64,
+    pub reports_sent: u64,
+    pub reports_received: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Persist action issued; nothing else may happen yet.
+    Persisting,
+    /// In the store, waiting for a route, a peer or an application.
+    Stored,
+    /// Deliver action issued; waiting for the application.
+    Delivering,
+}
+
+struct Entry {
+    meta: BundleMeta,
+    state: State,
+    from_peer: Option<PeerId>,
+    /// Reports and block-flag decisions that wait until the bundle is stored.
+    on_persist: Vec<Deferred>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Deferred {
+    Report(Kind, ReasonCode),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Received,
+    Forwarded,
+    Delivered,
+    Deleted,
+}
+
+/// Identity of an ADU whose fragments are being collected.
+type AduKey = (Eid, CreationTimestamp);
+
+/// The bundle protocol agent state machine. See the module docs.
+pub struct Node {
+    node_id: Eid,
+    router: Box<dyn Router>,
+    report_lifetime_ms: u64,
+    default_hop_limit: Option<u64>,
+    bundles: HashMap<BundleId, Entry>,
+    expiry: BTreeSet<(DtnTime, BundleId)>,
+    registrations: BTreeSet<Eid>,
+    peers: BTreeMap<PeerId, PeerInfo>,
+    in_flight: HashSet<(PeerId, BundleId)>,
+    /// Peer retry timers: bundle may be offered again at that time.
+    retry_at: BTreeSet<(DtnTime, BundleId)>,
+    fragments: HashMap<AduKey, Vec<BundleId>>,
+    reassembling: HashSet<AduKey>,
+    last_creation: (DtnTime, u64),
+    actions: VecDeque<Action>,
+    stats: NodeStats,
+}
+
+impl Node {
+    pub fn new(cfg: NodeConfig) -> Node {
+        Node {
+            node_id: cfg.node_id,
+            router: cfg.router,
+            report_lifetime_ms: cfg.report_lifetime_ms,
+            default_hop_limit: cfg.default_hop_limit,
+            bundles: HashMap::new(),
+            expiry: BTreeSet::new(),
+            registrations: BTreeSet::new(),
+            peers: BTreeMap::new(),
+            in_flight: HashSet::new(),
+            retry_at: BTreeSet::new(),
+            fragments: HashMap::new(),
+            reassembling: HashSet::new(),
+            last_creation: (0, 0),
+            actions: VecDeque::new(),
+            stats: NodeStats::default(),
+        }
+    }
+
+    // ----- getters -----
+
+    pub fn node_id(&self) -> &Eid {
+        &self.node_id
+    }
+
+    pub fn router_name(&self) -> &'static str {
+        self.router.name()
+    }
+
+    pub fn stats(&self) -> NodeStats {
+        self.stats
+    }
+
+    /// Number of bundles the node holds (stored or being stored).
+    pub fn bundle_count(&self) -> usize {
+        self.bundles.len()
+    }
+
+    pub fn contains(&self, id: &BundleId) -> bool {
+        self.bundles.contains_key(id)
+    }
+
+    pub fn meta(&self, id: &BundleId) -> Option<&BundleMeta> {
+        self.bundles.get(id).map(|e| &e.meta)
+    }
+
+    /// Metadata of every bundle, in no particular order.
+    pub fn bundles(&self) -> impl Iterator<Item = &BundleMeta> {
+        self.bundles.values().map(|e| &e.meta)
+    }
+
+    /// Finds a bundle by its textual ID (`/delete?bid=`).
+    pub fn find(&self, text: &str) -> Option<&BundleId> {
+        self.bundles.keys().find(|id| id.to_string() == text)
+    }
+
+    pub fn registrations(&self) -> impl Iterator<Item = &Eid> {
+        self.registrations.iter()
+    }
+
+    pub fn is_registered(&self, eid: &Eid) -> bool {
+        self.registrations.contains(eid)
+    }
+
+    pub fn peers(&self) -> impl Iterator<Item = &PeerInfo> {
+        self.peers.values()
+    }
+
+    // ----- outputs -----
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<DtnTime> {
+        let expiry = self.expiry.first().map(|(t, _)| t.saturating_add(1));
+        let retry = self.retry_at.first().map(|(t, _)| *t);
+        match (expiry, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ----- inputs -----
+
+    /// A bundle found in the store at start-up. No reports, no persist: it is
+    /// already stored. Routing and delivery resume as for a fresh arrival.
+    pub fn handle_recovered(&mut self, now: DtnTime, meta: BundleMeta) {
+        let id = meta.id.clone();
+        if self.bundles.contains_key(&id) {
+            return;
+        }
+        self.expiry.insert((meta.expires_at, id.clone()));
+        self.bundles.insert(id.clone(), Entry { meta, state: State::Stored, from_peer: None, on_persist: vec![] });
+        self.dispatch(now, &id);
+    }
+
+    /// A bundle arrived from a peer (`from`), or from a local application when
+    /// `from` is `None` (`/push`). RFC 9171 §5.6 steps 1–3; the rest happens
+    /// once it is stored.
+    pub fn handle_received(&mut self, now: DtnTime, bytes: Vec<u8>, from: Option<PeerId>) -> Result<BundleId, Rejected> {
+        let bundle = match codec::decode(&bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                self.stats.invalid += 1;
+                return Err(Rejected::Invalid(e));
+            }
+        };
+        self.accept(now, bundle, bytes, from)
+    }
+
+    /// Creates a bundle from an application's payload (§5.2, §5.3).
+    pub fn send(&mut self, now: DtnTime, req: SendRequest, payload: &[u8]) -> Result<BundleId, SendError> {
+        let source = req.source.unwrap_or_else(|| self.node_id.clone());
+        if !(source.is_null() || source.is_on_node(&self.node_id)) {
+            return Err(SendError::ForeignSource(source));
+        }
+        if req.destination.is_null() {
+            return Err(SendError::NullDestination);
+        }
+        if req.lifetime_ms == 0 {
+            return Err(SendError::ZeroLifetime);
+        }
+        let mut flags = req.flags;
+        if source.is_null() {
+            // §4.2.3: no status reports about anonymous bundles; §5.2 no fragmenting.
+            flags &= !bundle_flags::REPORT_ANY;
+            flags |= bundle_flags::MUST_NOT_FRAGMENT;
+        }
+        let creation = self.next_creation(now);
+        let report_to = req.report_to.unwrap_or_else(|| source.clone());
+        let mut builder = BundleBuilder::new(source, req.destination, creation, req.lifetime_ms)
+            .report_to(report_to)
+            .flags(flags);
+        if let Some(limit) = self.default_hop_limit {
+            builder = builder.hop_limit(limit);
+        }
+        let bytes = builder.build(payload);
+        let bundle = codec::decode(&bytes).map_err(SendError::Encoding)?;
+        let id = self.accept(now, bundle, bytes, None).map_err(|_| SendError::NotAccepted)?;
+        self.stats.created += 1;
+        Ok(id)
+    }
+
+    /// The driver finished an [`Action::Persist`].
+    pub fn handle_persisted(&mut self, now: DtnTime, id: &BundleId, ok: bool) {
+        let Some(entry) = self.bundles.get_mut(id) else { return };
+        if entry.state != State::Persisting {
+            return;
+        }
+        if !ok {
+            // Not stored, so not accepted: the sender was not acknowledged.
+            let meta = self.bundles.remove(id).map(|e| e.meta);
+            if let Some(m) = meta {
+                self.expiry.remove(&(m.expires_at, m.id));
+            }
+            return;
+        }
+        entry.state = State::Stored;
+        let deferred = std::mem::take(&mut entry.on_persist);
+        for d in deferred {
+            match d {
+                Deferred::Report(kind, reason) => self.report(now, id, kind, reason),
+            }
+        }
+        // A reassembled bundle replaces its fragments.
+        if id.fragment.is_none() {
+            let key = (id.source.clone(), id.creation);
+            if self.reassembling.remove(&key) {
+                for part in self.fragments.remove(&key).unwrap_or_default() {
+                    self.discard(&part);
+                }
+            }
+        }
+        self.dispatch(now, id);
+    }
+
+    /// Reassembly of the ADU that `parts` belong to failed (inconsistent
+    /// fragments): they are deleted.
+    pub fn handle_reassembly_failed(&mut self, now: DtnTime, parts: &[BundleId]) {
+        for id in parts {
+            self.reassembling.remove(&(id.source.clone(), id.creation));
+            self.delete(now, id, ReasonCode::BlockUnintelligible);
+        }
+    }
+
+    /// An application registered `endpoint`: bundles waiting for it are delivered.
+    pub fn register(&mut self, now: DtnTime, endpoint: Eid) {
+        if !self.registrations.insert(endpoint.clone()) {
+            return;
+        }
+        let waiting: Vec<BundleId> = self
+            .bundles
+            .iter()
+            .filter(|(_, e)| e.state == State::Stored && e.meta.destination == endpoint)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in waiting {
+            self.dispatch(now, &id);
+        }
+    }
+
+    /// The application on `endpoint` is gone. Bundles handed out but not
+    /// confirmed go back to waiting; new ones are kept until it returns.
+    pub fn unregister(&mut self, endpoint: &Eid) {
+        self.registrations.remove(endpoint);
+        for e in self.bundles.values_mut() {
+            if e.state == State::Delivering && &e.meta.destination == endpoint {
+                e.state = State::Stored;
+            }
+        }
+    }
+
+    /// The application took the bundle of an [`Action::Deliver`] (§5.7).
+    pub fn handle_delivered(&mut self, now: DtnTime, id: &BundleId) {
+        let Some(entry) = self.bundles.get(id) else { return };
+        if entry.state != State::Delivering {
+            return;
+        }
+        self.stats.delivered += 1;
+        self.report(now, id, Kind::Delivered, ReasonCode::NoInformation);
+        self.discard(id);
+    }
+
+    /// A delivery did not happen after all (the application went away before
+    /// taking it): the bundle waits again.
+    pub fn handle_delivery_failed(&mut self, id: &BundleId) {
+        if let Some(e) = self.bundles.get_mut(id) {
+            if e.state == State::Delivering {
+                e.state = State::Stored;
+            }
+        }
+    }
+
+    pub fn handle_peer_up(&mut self, now: DtnTime, peer: PeerInfo) {
+        self.router.peer_up(now, &peer);
+        self.peers.insert(peer.id, peer);
+        self.route_all(now);
+    }
+
+    pub fn handle_peer_down(&mut self, now: DtnTime, peer: PeerId) {
+        if let Some(info) = self.peers.remove(&peer) {
+            self.router.peer_down(now, &info);
+        }
+        self.in_flight.retain(|(p, _)| *p != peer);
+    }
+
+    /// The CLA finished (or gave up on) an [`Action::Transmit`].
+    pub fn handle_transmitted(&mut self, now: DtnTime, peer: PeerId, id: &BundleId, outcome: TransmitOutcome) {
+        if !self.in_flight.remove(&(peer, id.clone())) {
+            return;
+        }
+        let Some(info) = self.peers.get(&peer).cloned() else { return };
+        let Some(entry) = self.bundles.get_mut(id) else { return };
+        match outcome {
+            TransmitOutcome::Sent | TransmitOutcome::Refused => {
+                if !entry.meta.forwarded_to.contains(&info.node_id) {
+                    entry.meta.forwarded_to.push(info.node_id.clone());
+                }
+                let meta = entry.meta.clone();
+                if outcome == TransmitOutcome::Sent {
+                    self.stats.forwarded += 1;
+                    self.report(now, id, Kind::Forwarded, ReasonCode::NoInformation);
+                }
+                if self.router.release_after_forward(&meta, &info) {
+                    self.discard(id);
+                } else {
+                    self.actions.push_back(Action::UpdateMeta(meta));
+                }
+            }
+            TransmitOutcome::Failed => {
+                self.retry_at.insert((now + RETRY_AFTER_MS, id.clone()));
+            }
+        }
+    }
+
+    /// Time passed: expire bundles (§5.4 / §4.2.8 lifetime) and retry transmissions.
+    pub fn handle_timeout(&mut self, now: DtnTime) {
+        while let Some((t, id)) = self.expiry.first().cloned() {
+            if t >= now {
+                break;
+            }
+            self.expiry.remove(&(t, id.clone()));
+            if self.bundles.get(&id).is_some_and(|e| e.state == State::Persisting) {
+                // Let the write finish first; it expires on the next tick.
+                self.expiry.insert((now, id));
+                break;
+            }
+            self.stats.expired += 1;
+            self.delete(now, &id, ReasonCode::LifetimeExpired);
+        }
+        let mut due = vec![];
+        while let Some((t, id)) = self.retry_at.first().cloned() {
+            if t > now {
+                break;
+            }
+            self.retry_at.remove(&(t, id.clone()));
+            due.push(id);
+        }
+        for id in due {
+            self.dispatch(now, &id);
+        }
+    }
+
+    /// Deletes a bundle (§5.10): the one path every deletion takes. Sends the
+    /// deletion status report when the bundle asked for one.
+    pub fn delete(&mut self, now: DtnTime, id: &BundleId, reason: ReasonCode) -> bool {
+        if !self.bundles.contains_key(id) {
+            return false;
+        }
+        self.report(now, id, Kind::Deleted, reason);
+        self.stats.deleted += 1;
+        self.remove(id, Some(reason));
+        true
+    }
+
+    // ----- internals -----
+
+    fn next_creation(&mut self, now: DtnTime) -> CreationTimestamp {
+        let (t, seq) = self.last_creation;
+        let stamp = if now == t { (t, seq + 1) } else { (now, 0) };
+        self.last_creation = stamp;
+        CreationTimestamp { time: stamp.0, seq: stamp.1 }
+    }
+
+    fn accept(&mut self, now: DtnTime, bundle: Bundle, bytes: Vec<u8>, from: Option<PeerId>) -> Result<BundleId, Rejected> {
+        let id = bundle.id();
+        if self.bundles.contains_key(&id) {
+            self.stats.duplicates += 1;
+            return Err(Rejected::Duplicate(id));
+        }
+        let meta = meta_of(now, &bundle, bytes.len() as u64);
+        if from.is_some() {
+            self.stats.received += 1;
+        }
+
+        // §5.4 / §4.2.8: an expired bundle is deleted on arrival.
+        if now > meta.expires_at {
+            self.stats.expired += 1;
+            self.report_on(now, &meta, Kind::Deleted, ReasonCode::LifetimeExpired);
+            return Err(Rejected::Expired(id));
+        }
+        // §4.4.3: hop count over the limit.
+        if let Some(h) = meta.hop_count {
+            if h.count > h.limit {
+                self.report_on(now, &meta, Kind::Deleted, ReasonCode::HopLimitExceeded);
+                return Err(Rejected::HopLimitExceeded(id));
+            }
+        }
+        // §5.6 step 3 / §4.2.4: blocks this node cannot process.
+        let mut deferred = vec![];
+        let mut discard = vec![];
+        let mut report_unsupported = false;
+        for n in &bundle.unsupported_blocks {
+            let Some(block) = bundle.block(*n) else { continue };
+            if block.flags & block_flags::REPORT_IF_UNPROCESSABLE != 0 {
+                report_unsupported = true;
+            }
+            if block.flags & block_flags::DELETE_BUNDLE_IF_UNPROCESSABLE != 0 {
+                if report_unsupported {
+                    self.report_on(now, &meta, Kind::Received, ReasonCode::BlockUnsupported);
+                }
+                self.report_on(now, &meta, Kind::Deleted, ReasonCode::BlockUnsupported);
+                return Err(Rejected::UnsupportedBlock(id));
+            }
+            if block.flags & block_flags::DISCARD_BLOCK_IF_UNPROCESSABLE != 0 {
+                discard.push(*n);
+            }
+        }
+        if report_unsupported {
+            deferred.push(Deferred::Report(Kind::Received, ReasonCode::BlockUnsupported));
+        } else if from.is_some() {
+            deferred.push(Deferred::Report(Kind::Received, ReasonCode::NoInformation));
+        }
+        let mut meta = meta;
+        meta.discard_blocks = discard;
+        self.expiry.insert((meta.expires_at, id.clone()));
+        self.bundles.insert(
+            id.clone(),
+            Entry { meta: meta.clone(), state: State::Persisting, from_peer: from, on_persist: deferred },
+        );
+        self.actions.push_back(Action::Persist { meta, bytes });
+        Ok(id)
+    }
+
+    /// Decide what happens to a stored bundle now (§5.3 / §5.4 / §5.7).
+    fn dispatch(&mut self, now: DtnTime, id: &BundleId) {
+        let Some(entry) = self.bundles.get(id) else { return };
+        if entry.state != State::Stored {
+            return;
+        }
+        let meta = &entry.meta;
+        if meta.destination.is_on_node(&self.node_id) {
+            self.dispatch_local(now, id);
+        } else {
+            self.route(now, id);
+        }
+    }
+
+    fn dispatch_local(&mut self, now: DtnTime, id: &BundleId) {
+        let Some(entry) = self.bundles.get(id) else { return };
+        let meta = &entry.meta;
+        // §5.9: fragments are reassembled before delivery.
+        if id.fragment.is_some() {
+            let key = (id.source.clone(), id.creation);
+            let parts = self.fragments.entry(key.clone()).or_default();
+            if !parts.contains(id) {
+                parts.push(id.clone());
+            }
+            if self.reassembling.contains(&key) {
+                return;
+            }
+            let total = meta.total_adu_len.unwrap_or(0);
+            let ranges: Vec<(u64, u64)> = parts.iter().filter_map(|p| p.fragment).collect();
+            if codec::covers(&ranges, total) {
+                self.reassembling.insert(key);
+                self.actions.push_back(Action::Reassemble { parts: parts.clone() });
+            }
+            return;
+        }
+        // §6.1: administrative records addressed to the node itself are consumed.
+        if meta.flags & bundle_flags::ADMIN_RECORD != 0 && meta.destination == self.node_id {
+            self.stats.reports_received += 1;
+            self.discard(id);
+            return;
+        }
+        if self.registrations.contains(&meta.destination) {
+            let endpoint = meta.destination.clone();
+            if let Some(e) = self.bundles.get_mut(id) {
+                e.state = State::Delivering;
+            }
+            self.actions.push_back(Action::Deliver { id: id.clone(), endpoint });
+        }
+        // Otherwise kept until an application registers or it expires.
+        let _ = now;
+    }
+
+    fn route_all(&mut self, now: DtnTime) {
+        let ids: Vec<BundleId> = self
+            .bundles
+            .iter()
+            .filter(|(_, e)| e.state == State::Stored && !e.meta.destination.is_on_node(&self.node_id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            self.route(now, &id);
+        }
+    }
+
+    fn route(&mut self, now: DtnTime, id: &BundleId) {
+        if self.peers.is_empty() {
+            return;
+        }
+        let Some(entry) = self.bundles.get(id) else { return };
+        let meta = &entry.meta;
+        let must_not_fragment = meta.flags & bundle_flags::MUST_NOT_FRAGMENT != 0;
+        let candidates: Vec<&PeerInfo> = self
+            .peers
+            .values()
+            .filter(|p| {
+                !meta.forwarded_to.contains(&p.node_id)
+                    && Some(&p.node_id) != meta.previous_node.as_ref()
+                    && Some(p.id) != entry.from_peer
+                    && !self.in_flight.contains(&(p.id, id.clone()))
+                    && !(must_not_fragment && p.mtu.is_some_and(|m| meta.size > m))
+            })
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let chosen = self.router.select(now, meta, &candidates);
+        let edit = self.forward_edit(now, meta);
+        let mut sends = vec![];
+        for peer in chosen {
+            let Some(info) = self.peers.get(&peer) else { continue };
+            if self.in_flight.insert((peer, id.clone())) {
+                sends.push(Transmit {
+                    peer,
+                    id: id.clone(),
+                    edit: edit.clone(),
+                    max_bundle_size: info.mtu.filter(|_| !must_not_fragment),
+                });
+            }
+        }
+        self.actions.extend(sends.into_iter().map(Action::Transmit));
+    }
+
+    /// §5.4 step 4: what the copy on the link carries.
+    fn forward_edit(&self, now: DtnTime, meta: &BundleMeta) -> ForwardEdit {
+        let residence = now.saturating_sub(meta.received_at);
+        let bundle_age_ms = match meta.age_at_receipt_ms {
+            Some(age) => Some(age.saturating_add(residence)),
+            None if meta.id.creation.time == 0 => Some(residence),
+            None => None,
+        };
+        ForwardEdit {
+            previous_node: self.node_id.clone(),
+            bundle_age_ms,
+            hop_count: meta.hop_count.map(|h| HopCount { limit: h.limit, count: h.count.saturating_add(1) }),
+            discard_blocks: meta.discard_blocks.clone(),
+        }
+    }
+
+    /// Drops a bundle without a deletion report (delivered, forwarded for good,
+    /// replaced by its reassembly): §5.12 discarding.
+    fn discard(&mut self, id: &BundleId) {
+        self.remove(id, None);
+    }
+
+    fn remove(&mut self, id: &BundleId, reason: Option<ReasonCode>) {
+        let Some(entry) = self.bundles.remove(id) else { return };
+        self.expiry.remove(&(entry.meta.expires_at, id.clone()));
+        self.in_flight.retain(|(_, b)| b != id);
+        self.retry_at.retain(|(_, b)| b != id);
+        if id.fragment.is_some() {
+            let key = (id.source.clone(), id.creation);
+            if let Some(parts) = self.fragments.get_mut(&key) {
+                parts.retain(|p| p != id);
+                if parts.is_empty() {
+                    self.fragments.remove(&key);
+                }
+            }
+        }
+        if entry.state == State::Delivering {
+            // The driver drops it from the application's queue when it sees Delete.
+        }
+        self.actions.push_back(Action::Delete { id: id.clone(), reason });
+    }
+
+    fn report(&mut self, now: DtnTime, id: &BundleId, kind: Kind, reason: ReasonCode) {
+        let Some(meta) = self.bundles.get(id).map(|e| e.meta.clone()) else { return };
+        self.report_on(now, &meta, kind, reason);
+    }
+
+    /// Generates a status report about `meta` if it asked for this kind (§6.1.1);
+    /// never about administrative records or anonymous bundles.
+    fn report_on(&mut self, now: DtnTime, meta: &BundleMeta, kind: Kind, reason: ReasonCode) {
+        let wanted = match kind {
+            Kind::Received => bundle_flags::REPORT_RECEPTION,
+            Kind::Forwarded => bundle_flags::REPORT_FORWARDING,
+            Kind::Delivered => bundle_flags::REPORT_DELIVERY,
+            Kind::Deleted => bundle_flags::REPORT_DELETION,
+        };
+        if meta.flags & wanted == 0
+            || meta.flags & bundle_flags::ADMIN_RECORD != 0
+            || meta.id.source.is_null()
+            || meta.report_to.is_null()
+        {
+            return;
+        }
+        let time = (meta.flags & bundle_flags::STATUS_TIME_REQUESTED != 0).then_some(now);
+        let assertion = Some(time);
+        let mut r = StatusReport {
+            received: None,
+            forwarded: None,
+            delivered: None,
+            deleted: None,
+            reason,
+            subject: meta.id.clone(),
+        };
+        match kind {
+            Kind::Received => r.received = assertion,
+            Kind::Forwarded => r.forwarded = assertion,
+            Kind::Delivered => r.delivered = assertion,
+            Kind::Deleted => r.deleted = assertion,
+        }
+        let payload = admin::encode_status_report(&r);
+        let creation = self.next_creation(now);
+        let bytes = BundleBuilder::new(self.node_id.clone(), meta.report_to.clone(), creation, self.report_lifetime_ms)
+            .report_to(Eid::Null)
+            .flags(bundle_flags::ADMIN_RECORD)
+            .build(&payload);
+        let Ok(bundle) = codec::decode(&bytes) else { return };
+        self.stats.reports_sent += 1;
+        let _ = self.accept(now, bundle, bytes, None);
+    }
+}
+
+/// The metadata the node keeps for a decoded bundle received at `now`.
+pub fn meta_of(now: DtnTime, bundle: &Bundle, size: u64) -> BundleMeta {
+    let p = &bundle.primary;
+    // §4.2.8 (lifetime) with §4.4.2 (bundle age) when the source had no clock.
+    let expires_at = if p.creation.time != 0 {
+        p.creation.time.saturating_add(p.lifetime_ms)
+    } else {
+        now.saturating_add(p.lifetime_ms.saturating_sub(bundle.bundle_age_ms.unwrap_or(0)))
+    };
+    BundleMeta {
+        id: bundle.id(),
+        destination: p.destination.clone(),
+        report_to: p.report_to.clone(),
+        flags: p.flags,
+        lifetime_ms: p.lifetime_ms,
+        expires_at,
+        received_at: now,
+        age_at_receipt_ms: bundle.bundle_age_ms,
+        hop_count: bundle.hop_count,
+        previous_node: bundle.previous_node.clone(),
+        size,
+        payload_len: bundle.payload().data.len() as u64,
+        total_adu_len: p.fragment.map(|f| f.total_adu_len),
+        forwarded_to: vec![],
+        discard_blocks: vec![],
+    }
+}

@@ -1,0 +1,307 @@
+//! The `Store` trait: where bundles live between reception and the moment they are
+//! delivered, forwarded for good, or deleted. [`MemStore`] is the in-memory one
+//! (tests, the simulator); ferry-store has the durable RocksDB one.
+//!
+//! The promise every implementation keeps: when `put` returns `Ok`, the bundle is
+//! as durable as the store can make it (for RocksDB: its write-ahead log is
+//! synced), so that the caller may acknowledge it. Listings and routing only ever
+//! read metadata; bundle bytes are read one bundle at a time, when needed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use crate::bundle::{BundleId, BundleMeta, DtnTime};
+use crate::eid::Eid;
+
+/// A store failure. Storage errors from an engine are carried as text because
+/// the engines' error types differ; the kind says what the caller can do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The engine failed (I/O error, disk full, corruption it detected).
+    #[error("storage engine error: {0}")]
+    Engine(String),
+    /// A record in the store could not be decoded.
+    #[error("corrupt record for key {key:?}")]
+    Corrupt { key: Vec<u8> },
+    /// The store is shutting down and takes no more writes.
+    #[error("the store is closed")]
+    Closed,
+}
+
+/// Counts for `/status/store` and listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreStats {
+    pub bundles: u64,
+    pub bytes: u64,
+}
+
+/// Durable bundle storage. Methods take `&self`: implementations are shared
+/// between threads, so that concurrent writers can share a sync (group commit).
+pub trait Store: Send + Sync {
+    /// Stores a bundle and its metadata; durable when it returns `Ok`.
+    /// Storing an ID that is already there replaces it.
+    fn put(&self, meta: &BundleMeta, bytes: &[u8]) -> Result<(), StoreError>;
+    /// Replaces the metadata of a stored bundle (e.g. after forwarding it).
+    /// Returns false when there is no such bundle.
+    fn update_meta(&self, meta: &BundleMeta) -> Result<bool, StoreError>;
+    /// The bundle's bytes.
+    fn get_bytes(&self, id: &BundleId) -> Result<Option<Vec<u8>>, StoreError>;
+    fn get_meta(&self, id: &BundleId) -> Result<Option<BundleMeta>, StoreError>;
+    /// Deletes a bundle durably; returns whether it was there.
+    fn delete(&self, id: &BundleId) -> Result<bool, StoreError>;
+    /// Metadata of every stored bundle, ordered by ID (recovery and listings).
+    fn all_meta(&self) -> Result<Vec<BundleMeta>, StoreError>;
+    /// IDs of bundles whose expiry time is at or before `t`, earliest first.
+    fn expiring_by(&self, t: DtnTime) -> Result<Vec<BundleId>, StoreError>;
+    /// IDs of bundles for destination `eid`, ordered by ID.
+    fn for_destination(&self, eid: &Eid) -> Result<Vec<BundleId>, StoreError>;
+    fn stats(&self) -> Result<StoreStats, StoreError>;
+    /// Small durable node state (node ID, registrations), by key.
+    fn put_state(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    fn get_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+#[derive(Default)]
+struct MemInner {
+    bundles: BTreeMap<BundleId, (BundleMeta, Vec<u8>)>,
+    by_expiry: BTreeSet<(DtnTime, BundleId)>,
+    by_destination: BTreeSet<(Eid, BundleId)>,
+    state: HashMap<String, Vec<u8>>,
+    bytes: u64,
+}
+
+impl MemInner {
+    fn unindex(&mut self, meta: &BundleMeta, len: usize) {
+        self.by_expiry.remove(&(meta.expires_at, meta.id.clone()));
+        self.by_destination.remove(&(meta.destination.clone(), meta.id.clone()));
+        self.bytes -= len as u64;
+    }
+}
+
+/// The in-memory store: everything in a mutex-guarded map. Nothing survives
+/// the process; "durable" means "in this map".
+#[derive(Default)]
+pub struct MemStore {
+    inner: Mutex<MemInner>,
+}
+
+impl MemStore {
+    pub fn new() -> MemStore {
+        MemStore::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemInner> {
+        // A panic while holding the lock leaves consistent maps behind (every
+        // mutation below is a sequence of infallible map operations).
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Store for MemStore {
+    fn put(&self, meta: &BundleMeta, bytes: &[u8]) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        if let Some((old, old_bytes)) = s.bundles.remove(&meta.id) {
+            let len = old_bytes.len();
+            s.unindex(&old, len);
+        }
+        s.by_expiry.insert((meta.expires_at, meta.id.clone()));
+        s.by_destination.insert((meta.destination.clone(), meta.id.clone()));
+        s.bytes += bytes.len() as u64;
+        s.bundles.insert(meta.id.clone(), (meta.clone(), bytes.to_vec()));
+        Ok(())
+    }
+
+    fn update_meta(&self, meta: &BundleMeta) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        let Some((old, bytes)) = s.bundles.remove(&meta.id) else {
+            return Ok(false);
+        };
+        let len = bytes.len();
+        s.unindex(&old, len);
+        s.by_expiry.insert((meta.expires_at, meta.id.clone()));
+        s.by_destination.insert((meta.destination.clone(), meta.id.clone()));
+        s.bytes += len as u64;
+        s.bundles.insert(meta.id.clone(), (meta.clone(), bytes));
+        Ok(true)
+    }
+
+    fn get_bytes(&self, id: &BundleId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().bundles.get(id).map(|(_, b)| b.clone()))
+    }
+
+    fn get_meta(&self, id: &BundleId) -> Result<Option<BundleMeta>, StoreError> {
+        Ok(self.lock().bundles.get(id).map(|(m, _)| m.clone()))
+    }
+
+    fn delete(&self, id: &BundleId) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        match s.bundles.remove(id) {
+            Some((meta, bytes)) => {
+                s.unindex(&meta, bytes.len());
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn all_meta(&self) -> Result<Vec<BundleMeta>, StoreError> {
+        Ok(self.lock().bundles.values().map(|(m, _)| m.clone()).collect())
+    }
+
+    fn expiring_by(&self, t: DtnTime) -> Result<Vec<BundleId>, StoreError> {
+        Ok(self.lock().by_expiry.iter().take_while(|(e, _)| *e <= t).map(|(_, id)| id.clone()).collect())
+    }
+
+    fn for_destination(&self, eid: &Eid) -> Result<Vec<BundleId>, StoreError> {
+        Ok(self
+            .lock()
+            .by_destination
+            .iter()
+            .filter(|(d, _)| d == eid)
+            .map(|(_, id)| id.clone())
+            .collect())
+    }
+
+    fn stats(&self) -> Result<StoreStats, StoreError> {
+        let s = self.lock();
+        Ok(StoreStats { bundles: s.bundles.len() as u64, bytes: s.bytes })
+    }
+
+    fn put_state(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.lock().state.insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+
+    fn get_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().state.get(key).cloned())
+    }
+}
+
+/// The store conformance suite: every `Store` implementation runs these.
+/// `fresh` makes an empty store.
+pub mod conformance {
+    use super::*;
+    use crate::bundle::CreationTimestamp;
+
+    fn meta(src: &str, seq: u64, dst: &str, expires_at: DtnTime) -> BundleMeta {
+        BundleMeta {
+            id: BundleId {
+                source: src.parse().expect("test EID"),
+                creation: CreationTimestamp { time: 1000, seq },
+                fragment: None,
+            },
+            destination: dst.parse().expect("test EID"),
+            report_to: Eid::Null,
+            flags: 0,
+            lifetime_ms: 1000,
+            expires_at,
+            received_at: 1000,
+            age_at_receipt_ms: None,
+            hop_count: None,
+            previous_node: None,
+            size: 0,
+            payload_len: 0,
+            total_adu_len: None,
+            forwarded_to: vec![],
+            discard_blocks: vec![],
+        }
+    }
+
+    /// Runs every check against stores made by `fresh`.
+    pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
+        put_get_delete(&fresh());
+        replace_keeps_indexes_right(&fresh());
+        indexes(&fresh());
+        meta_updates(&fresh());
+        state(&fresh());
+        concurrent_puts(&fresh());
+    }
+
+    pub fn put_get_delete<S: Store>(s: &S) {
+        let m = meta("dtn://a/", 1, "dtn://b/in", 5000);
+        assert_eq!(s.get_bytes(&m.id).unwrap(), None);
+        s.put(&m, b"bundle bytes").unwrap();
+        assert_eq!(s.get_bytes(&m.id).unwrap().as_deref(), Some(&b"bundle bytes"[..]));
+        assert_eq!(s.get_meta(&m.id).unwrap(), Some(m.clone()));
+        assert_eq!(s.stats().unwrap(), StoreStats { bundles: 1, bytes: 12 });
+        assert!(s.delete(&m.id).unwrap());
+        assert!(!s.delete(&m.id).unwrap());
+        assert_eq!(s.get_bytes(&m.id).unwrap(), None);
+        assert_eq!(s.get_meta(&m.id).unwrap(), None);
+        assert_eq!(s.stats().unwrap(), StoreStats::default());
+        assert!(s.expiring_by(u64::MAX).unwrap().is_empty());
+        assert!(s.for_destination(&m.destination).unwrap().is_empty());
+    }
+
+    pub fn replace_keeps_indexes_right<S: Store>(s: &S) {
+        let m = meta("dtn://a/", 1, "dtn://b/in", 5000);
+        s.put(&m, b"one").unwrap();
+        let mut m2 = m.clone();
+        m2.expires_at = 9000;
+        s.put(&m2, b"three").unwrap();
+        assert_eq!(s.expiring_by(5000).unwrap(), vec![]);
+        assert_eq!(s.expiring_by(9000).unwrap(), vec![m.id.clone()]);
+        assert_eq!(s.stats().unwrap(), StoreStats { bundles: 1, bytes: 5 });
+    }
+
+    pub fn indexes<S: Store>(s: &S) {
+        let a = meta("dtn://a/", 1, "dtn://b/in", 3000);
+        let b = meta("dtn://a/", 2, "dtn://c/in", 2000);
+        let c = meta("ipn:9.1", 3, "dtn://b/in", 4000);
+        for m in [&a, &b, &c] {
+            s.put(m, b"x").unwrap();
+        }
+        assert_eq!(s.expiring_by(1999).unwrap(), vec![]);
+        assert_eq!(s.expiring_by(3000).unwrap(), vec![b.id.clone(), a.id.clone()]);
+        assert_eq!(s.for_destination(&"dtn://b/in".parse().unwrap()).unwrap(), vec![a.id.clone(), c.id.clone()]);
+        assert_eq!(s.for_destination(&"dtn://b/".parse().unwrap()).unwrap(), vec![]);
+        let all: Vec<BundleId> = s.all_meta().unwrap().into_iter().map(|m| m.id).collect();
+        assert_eq!(all.len(), 3);
+        let mut sorted = all.clone();
+        sorted.sort();
+        assert_eq!(all, sorted);
+    }
+
+    pub fn meta_updates<S: Store>(s: &S) {
+        let mut m = meta("dtn://a/", 1, "dtn://b/in", 3000);
+        assert!(!s.update_meta(&m).unwrap());
+        s.put(&m, b"payload").unwrap();
+        m.forwarded_to.push("dtn://peer/".parse().unwrap());
+        m.expires_at = 100;
+        assert!(s.update_meta(&m).unwrap());
+        assert_eq!(s.get_meta(&m.id).unwrap(), Some(m.clone()));
+        assert_eq!(s.get_bytes(&m.id).unwrap().as_deref(), Some(&b"payload"[..]));
+        assert_eq!(s.expiring_by(100).unwrap(), vec![m.id.clone()]);
+        assert_eq!(s.expiring_by(99).unwrap(), vec![]);
+    }
+
+    pub fn state<S: Store>(s: &S) {
+        assert_eq!(s.get_state("node_id").unwrap(), None);
+        s.put_state("node_id", b"dtn://x/").unwrap();
+        s.put_state("node_id", b"dtn://y/").unwrap();
+        assert_eq!(s.get_state("node_id").unwrap().as_deref(), Some(&b"dtn://y/"[..]));
+    }
+
+    pub fn concurrent_puts<S: Store>(s: &S) {
+        std::thread::scope(|scope| {
+            for t in 0..4u64 {
+                scope.spawn(move || {
+                    for i in 0..50u64 {
+                        let m = meta("dtn://a/", t * 1000 + i, "dtn://b/in", 5000);
+                        s.put(&m, &[t as u8; 10]).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(s.stats().unwrap(), StoreStats { bundles: 200, bytes: 2000 });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mem_store_conforms() {
+        super::conformance::run_all(super::MemStore::new);
+    }
+}
