@@ -202,6 +202,10 @@ struct Entry {
     meta: BundleMeta,
     state: State,
     from_peer: Option<PeerId>,
+    /// Peers a Transmit action is out for.
+    in_flight: Vec<PeerId>,
+    /// When a failed transmission may be retried (mirrors `Node::retry_at`).
+    retry_at: Option<DtnTime>,
     /// Reports and block-flag decisions that wait until the bundle is stored.
     on_persist: Vec<Deferred>,
 }
@@ -232,7 +236,6 @@ pub struct Node {
     expiry: BTreeSet<(DtnTime, BundleId)>,
     registrations: BTreeSet<Eid>,
     peers: BTreeMap<PeerId, PeerInfo>,
-    in_flight: HashSet<(PeerId, BundleId)>,
     /// Peer retry timers: bundle may be offered again at that time.
     retry_at: BTreeSet<(DtnTime, BundleId)>,
     fragments: HashMap<AduKey, Vec<BundleId>>,
@@ -253,7 +256,6 @@ impl Node {
             expiry: BTreeSet::new(),
             registrations: BTreeSet::new(),
             peers: BTreeMap::new(),
-            in_flight: HashSet::new(),
             retry_at: BTreeSet::new(),
             fragments: HashMap::new(),
             reassembling: HashSet::new(),
@@ -338,7 +340,14 @@ impl Node {
             return;
         }
         self.expiry.insert((meta.expires_at, id.clone()));
-        self.bundles.insert(id.clone(), Entry { meta, state: State::Stored, from_peer: None, on_persist: vec![] });
+        self.bundles.insert(id.clone(), Entry {
+                meta,
+                state: State::Stored,
+                from_peer: None,
+                in_flight: vec![],
+                retry_at: None,
+                on_persist: vec![],
+            });
         self.dispatch(now, &id);
     }
 
@@ -489,16 +498,20 @@ impl Node {
         if let Some(info) = self.peers.remove(&peer) {
             self.router.peer_down(now, &info);
         }
-        self.in_flight.retain(|(p, _)| *p != peer);
+        for e in self.bundles.values_mut() {
+            e.in_flight.retain(|p| *p != peer);
+        }
     }
 
     /// The CLA finished (or gave up on) an [`Action::Transmit`].
     pub fn handle_transmitted(&mut self, now: DtnTime, peer: PeerId, id: &BundleId, outcome: TransmitOutcome) {
-        if !self.in_flight.remove(&(peer, id.clone())) {
+        let Some(entry) = self.bundles.get_mut(id) else { return };
+        let before = entry.in_flight.len();
+        entry.in_flight.retain(|p| *p != peer);
+        if entry.in_flight.len() == before {
             return;
         }
         let Some(info) = self.peers.get(&peer).cloned() else { return };
-        let Some(entry) = self.bundles.get_mut(id) else { return };
         match outcome {
             TransmitOutcome::Sent | TransmitOutcome::Refused => {
                 if !entry.meta.forwarded_to.contains(&info.node_id) {
@@ -516,7 +529,11 @@ impl Node {
                 }
             }
             TransmitOutcome::Failed => {
-                self.retry_at.insert((now + RETRY_AFTER_MS, id.clone()));
+                if entry.retry_at.is_none() {
+                    let t = now + RETRY_AFTER_MS;
+                    entry.retry_at = Some(t);
+                    self.retry_at.insert((t, id.clone()));
+                }
             }
         }
     }
@@ -542,6 +559,9 @@ impl Node {
                 break;
             }
             self.retry_at.remove(&(t, id.clone()));
+            if let Some(e) = self.bundles.get_mut(&id) {
+                e.retry_at = None;
+            }
             due.push(id);
         }
         for id in due {
@@ -624,7 +644,14 @@ impl Node {
         self.expiry.insert((meta.expires_at, id.clone()));
         self.bundles.insert(
             id.clone(),
-            Entry { meta: meta.clone(), state: State::Persisting, from_peer: from, on_persist: deferred },
+            Entry {
+                meta: meta.clone(),
+                state: State::Persisting,
+                from_peer: from,
+                in_flight: vec![],
+                retry_at: None,
+                on_persist: deferred,
+            },
         );
         self.actions.push_back(Action::Persist { meta, bytes });
         Ok(id)
@@ -708,7 +735,7 @@ impl Node {
                 !meta.forwarded_to.contains(&p.node_id)
                     && Some(&p.node_id) != meta.previous_node.as_ref()
                     && Some(p.id) != entry.from_peer
-                    && !self.in_flight.contains(&(p.id, id.clone()))
+                    && !entry.in_flight.contains(&p.id)
                     && !(must_not_fragment && p.mtu.is_some_and(|m| meta.size > m))
             })
             .collect();
@@ -720,7 +747,9 @@ impl Node {
         let mut sends = vec![];
         for peer in chosen {
             let Some(info) = self.peers.get(&peer) else { continue };
-            if self.in_flight.insert((peer, id.clone())) {
+            let Some(entry) = self.bundles.get_mut(id) else { return };
+            if !entry.in_flight.contains(&peer) {
+                entry.in_flight.push(peer);
                 sends.push(Transmit {
                     peer,
                     id: id.clone(),
@@ -757,8 +786,9 @@ impl Node {
     fn remove(&mut self, id: &BundleId, reason: Option<ReasonCode>) {
         let Some(entry) = self.bundles.remove(id) else { return };
         self.expiry.remove(&(entry.meta.expires_at, id.clone()));
-        self.in_flight.retain(|(_, b)| b != id);
-        self.retry_at.retain(|(_, b)| b != id);
+        if let Some(t) = entry.retry_at {
+            self.retry_at.remove(&(t, id.clone()));
+        }
         if id.fragment.is_some() {
             let key = (id.source.clone(), id.creation);
             if let Some(parts) = self.fragments.get_mut(&key) {
