@@ -118,8 +118,9 @@ pub struct BundleId {
 }
 
 impl BundleId {
-    /// A key that orders and compares like the ID and that no two IDs share
-    /// (EIDs never contain NUL): source, NUL, then big-endian numbers.
+    /// A key that no two IDs share (EIDs never contain NUL): source, NUL, then
+    /// big-endian numbers. Byte order of keys is not `BundleId` order
+    /// (`ipn:10.1` sorts before `ipn:9.1`); stores sort listings themselves.
     pub fn to_key(&self) -> Vec<u8> {
         let src = self.source.to_string();
         let mut key = Vec::with_capacity(src.len() + 1 + 32);

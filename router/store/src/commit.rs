@@ -1,0 +1,232 @@
+//! Group commit: one thread writes every change, many callers share each sync.
+//!
+//! Callers build a [`Request`] (a list of column family operations) while
+//! holding the store's writer lock, take the next sequence number and send the
+//! request down a channel, all under that lock, so channel order is the order
+//! in which the changes were decided. The commit thread takes the first request
+//! (blocking), then everything else already queued without waiting (up to a
+//! size limit), builds one `WriteBatch` from the lot and writes it with
+//! `sync = true`: one WAL append, one fsync, for the whole group. A lone caller
+//! therefore pays one sync and no timer; under load, the callers that queued
+//! during a sync all ride the next one.
+//!
+//! Completion is a watermark: the thread publishes the highest sequence number
+//! it has written (and the first one that failed, if any) under a mutex, and
+//! wakes all waiters on a condvar; a caller is done when the watermark reaches
+//! its number.
+//!
+//! A failed write poisons the store for writing: the changes after it were
+//! decided against state that never reached the disk, so every later request
+//! fails too (RocksDB itself refuses writes after a failed WAL write). Reads
+//! keep working; reopening recovers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use ferry_core::store::{StoreError, StoreStats};
+use rocksdb::{WriteBatch, WriteOptions};
+
+use crate::keys::Cf;
+use crate::Shared;
+
+/// One column family operation.
+pub(crate) enum Op {
+    Put(Cf, Vec<u8>, Vec<u8>),
+    Delete(Cf, Vec<u8>),
+}
+
+impl Op {
+    fn len(&self) -> usize {
+        match self {
+            Op::Put(_, k, v) => k.len() + v.len(),
+            Op::Delete(_, k) => k.len(),
+        }
+    }
+}
+
+/// Signed change to the store's counts, applied once the request is on disk.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Delta {
+    pub bundles: i64,
+    pub bytes: i64,
+}
+
+impl Delta {
+    /// A bundle of `len` bytes comes in.
+    pub fn added(&mut self, len: u64) {
+        self.bundles += 1;
+        self.bytes = self.bytes.saturating_add(i64::try_from(len).unwrap_or(i64::MAX));
+    }
+
+    /// A bundle of `len` bytes goes (deleted or replaced).
+    pub fn removed(&mut self, len: u64) {
+        self.bundles -= 1;
+        self.bytes = self.bytes.saturating_sub(i64::try_from(len).unwrap_or(i64::MAX));
+    }
+
+    pub fn apply(self, s: &mut StoreStats) {
+        s.bundles = s.bundles.saturating_add_signed(self.bundles);
+        s.bytes = s.bytes.saturating_add_signed(self.bytes);
+    }
+}
+
+/// A unit of work for the commit thread.
+pub(crate) struct Request {
+    pub seq: u64,
+    pub ops: Vec<Op>,
+    /// Bundle keys whose pending (not yet written) state this request set in
+    /// the writer's overlay; the commit thread clears them once written.
+    pub keys: Vec<Vec<u8>>,
+    pub delta: Delta,
+}
+
+/// What waiters watch.
+#[derive(Debug, Default)]
+pub(crate) struct CommitState {
+    /// Every request with `seq <= committed` has been handled.
+    pub committed: u64,
+    /// The first sequence number whose write failed, and why. Every request
+    /// from there on fails.
+    pub failed: Option<(u64, String)>,
+    /// The commit thread has exited; nothing more will be written.
+    pub stopped: bool,
+}
+
+/// The completion side, shared between callers and the commit thread.
+#[derive(Debug, Default)]
+pub(crate) struct Completion {
+    state: Mutex<CommitState>,
+    cond: Condvar,
+    /// Synced write batches, and requests in them (`commit_stats`).
+    pub batches: AtomicU64,
+    pub writes: AtomicU64,
+}
+
+impl Completion {
+    pub fn lock(&self) -> MutexGuard<'_, CommitState> {
+        // Every update below is a few plain assignments: a panic cannot leave
+        // the state half-changed.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Why writes are refused, after a failed commit.
+    pub fn failure(&self) -> Option<String> {
+        self.lock().failed.as_ref().map(|(_, why)| why.clone())
+    }
+
+    /// Blocks until request `seq` is on disk (or failed).
+    pub fn wait(&self, seq: u64) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        loop {
+            if let Some((first_failed, why)) = &s.failed {
+                if seq >= *first_failed {
+                    return Err(StoreError::Engine(why.clone()));
+                }
+            }
+            if s.committed >= seq {
+                return Ok(());
+            }
+            if s.stopped {
+                return Err(StoreError::Closed);
+            }
+            s = self.cond.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn publish(&self, last: u64, failure: Option<(u64, String)>) {
+        let mut s = self.lock();
+        s.committed = s.committed.max(last);
+        if s.failed.is_none() {
+            s.failed = failure;
+        }
+        drop(s);
+        self.cond.notify_all();
+    }
+}
+
+/// Marks the commit thread stopped however it exits, so that no caller waits
+/// forever on a thread that is gone.
+struct StopGuard<'a>(&'a Completion);
+
+impl Drop for StopGuard<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        if std::thread::panicking() && s.failed.is_none() {
+            let next = s.committed.saturating_add(1);
+            s.failed = Some((next, "the store's commit thread panicked".to_owned()));
+        }
+        s.stopped = true;
+        drop(s);
+        self.0.cond.notify_all();
+    }
+}
+
+/// Limits on one group.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GroupLimits {
+    pub max_bytes: usize,
+    pub max_requests: usize,
+}
+
+/// The commit thread's body. Returns when every sender is gone and the queue
+/// is empty, so a close finishes what was queued before it.
+pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Request>, limits: GroupLimits) {
+    let _guard = StopGuard(&shared.completion);
+    let mut sync = WriteOptions::default();
+    sync.set_sync(true);
+    while let Ok(first) = rx.recv() {
+        let mut size = first.ops.iter().map(Op::len).sum::<usize>();
+        let mut group = vec![first];
+        while size < limits.max_bytes && group.len() < limits.max_requests {
+            match rx.try_recv() {
+                Ok(r) => {
+                    size += r.ops.iter().map(Op::len).sum::<usize>();
+                    group.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        let (first_seq, last_seq) = match (group.first(), group.last()) {
+            (Some(f), Some(l)) => (f.seq, l.seq),
+            _ => continue,
+        };
+
+        let result = match shared.completion.failure() {
+            Some(why) => Err(why),
+            None => write_group(&shared, &group, &sync),
+        };
+
+        // The overlay goes only after the write: until then it is what later
+        // requests must see. On failure it goes too; the store is poisoned.
+        shared.writer_state().forget_pending(&group);
+        let failure = match result {
+            Ok(()) => {
+                let mut stats = shared.stats_lock();
+                for r in &group {
+                    r.delta.apply(&mut stats);
+                }
+                drop(stats);
+                shared.completion.batches.fetch_add(1, Ordering::Relaxed);
+                shared.completion.writes.fetch_add(group.len() as u64, Ordering::Relaxed);
+                None
+            }
+            Err(why) => {
+                tracing::error!(error = %why, "store write failed; refusing further writes until reopened");
+                Some((first_seq, why))
+            }
+        };
+        shared.completion.publish(last_seq, failure);
+    }
+}
+
+fn write_group(shared: &Shared, group: &[Request], sync: &WriteOptions) -> Result<(), String> {
+    let mut batch = WriteBatch::default();
+    for op in group.iter().flat_map(|r| &r.ops) {
+        match op {
+            Op::Put(cf, k, v) => batch.put_cf(shared.cf(*cf).map_err(|e| e.to_string())?, k, v),
+            Op::Delete(cf, k) => batch.delete_cf(shared.cf(*cf).map_err(|e| e.to_string())?, k),
+        }
+    }
+    shared.db.write_opt(batch, sync).map_err(|e| e.to_string())
+}

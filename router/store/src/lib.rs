@@ -1,0 +1,646 @@
+//! ferry-store: the durable bundle store, on RocksDB.
+//!
+//! [`RocksStore`] implements [`ferry_core::store::Store`]: bundle bytes, their
+//! metadata, an expiry index and a destination index, and a little node state,
+//! in one RocksDB database. It runs the same conformance suite as the in-memory
+//! store (`ferry_core::store::conformance`).
+//!
+//! # Layout
+//!
+//! - `src/lib.rs`: [`RocksStore`], its options, and the `Store` implementation.
+//! - `src/commit.rs`: the commit thread (group commit) and its completion
+//!   watermark.
+//! - `src/keys.rs`: the on-disk layout below.
+//!
+//! One column family per kind of record; keys order like what they index:
+//!
+//! | CF               | key                                          | value |
+//! |------------------|----------------------------------------------|-------|
+//! | `bundles`        | [`BundleId::to_key`]                         | the bundle's bytes |
+//! | `meta`           | bundle key                                   | stored length (u64 BE) ++ [`BundleMeta::to_bytes`] |
+//! | `by_expiry`      | `expires_at` (u64 BE) ++ bundle key          | empty |
+//! | `by_destination` | destination EID string ++ `0x00` ++ bundle key | empty |
+//! | `state`          | UTF-8 key                                    | bytes |
+//!
+//! `bundles` has BlobDB enabled: values of at least
+//! [`RocksOptions::min_blob_size`] bytes go to blob files when the memtable is
+//! flushed, so big payloads are not rewritten by every LSM compaction, and
+//! reading metadata never pages them in. Listings, routing, expiry, recovery
+//! and `stats()` read `meta` and the indexes only; bundle bytes are read one
+//! bundle at a time with [`Store::get_bytes`]. `stats()` is O(1): the counts
+//! are kept in memory, counted from `meta` alone when the store opens (that is
+//! why `meta` records carry the stored length).
+//!
+//! # Durability
+//!
+//! When `put`, `put_many`, `update_meta`, `delete`, `delete_many` or
+//! `put_state` return `Ok`, the change is in RocksDB's write-ahead log and the
+//! log has been synced (`WriteOptions::set_sync(true)`): it survives a process
+//! crash and a power cut, so the caller may acknowledge the bundle (TCPCL
+//! XFER_ACK, API success). A change becomes visible to readers only when it is
+//! durable: a reader never sees a bundle that a crash could still take away.
+//! Each call's changes (bundle, metadata, both index entries) are written in
+//! one atomic batch, so the indexes and `meta` always agree after a crash.
+//!
+//! # Group commit
+//!
+//! An fsync costs milliseconds; one per bundle would cap the router at a few
+//! hundred bundles a second. So writes go through one commit thread
+//! (`commit.rs`): callers decide their changes under a short writer lock (the
+//! read-before-write that keeps the indexes right), queue them and wait; the
+//! thread writes everything queued as one batch with one sync and wakes the
+//! waiters. A lone caller is written at once (no timer waits for company);
+//! callers arriving during a sync share the next one. [`RocksStore::commit_stats`]
+//! counts batches against writes.
+//!
+//! Memory: until its write returns, a queued request owns a copy of its
+//! bundle's bytes and the group's batch holds another;
+//! [`RocksOptions::max_group_bytes`] bounds a group. (The `Store` trait hands
+//! `put` the whole bundle as one slice, so a bundle is in memory once anyway.)
+//!
+//! Because queued changes are not in RocksDB yet, the writer lock also guards
+//! an overlay of pending per-bundle state: a `delete` right after a
+//! concurrent `put` of the same ID sees that put, so the two serialize in lock
+//! order and the indexes stay right.
+//!
+//! # Errors
+//!
+//! RocksDB errors become [`StoreError::Engine`] with RocksDB's message; a
+//! `meta` record or index key that does not decode is [`StoreError::Corrupt`].
+//! After a failed commit the store refuses writes (its in-memory view may be
+//! ahead of the disk); reopen it. A data directory that another process (or
+//! another `RocksStore` in this one) has open is refused with an error that
+//! says so.
+
+mod commit;
+mod keys;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use ferry_core::bundle::{BundleId, BundleMeta, DtnTime};
+use ferry_core::eid::Eid;
+use ferry_core::store::{Store, StoreError, StoreStats};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, ReadOptions, DB};
+
+use crate::commit::{Completion, Delta, GroupLimits, Op, Request};
+use crate::keys::Cf;
+
+/// Tuning for [`RocksStore::open_with`]. `Default` is what `open` uses.
+#[derive(Debug, Clone)]
+pub struct RocksOptions {
+    /// Bundles of at least this many bytes go to BlobDB blob files instead of
+    /// the LSM tree. Default 4 KiB.
+    pub min_blob_size: u64,
+    /// Target size of one blob file. Default 256 MiB.
+    pub blob_file_size: u64,
+    /// A commit group stops taking queued requests once it holds this many
+    /// bytes (one request may take it past). Default 64 MiB.
+    pub max_group_bytes: usize,
+    /// ...or this many requests. Default 1024.
+    pub max_group_requests: usize,
+    /// Memtable size per column family. Default 64 MiB.
+    pub write_buffer_size: usize,
+}
+
+impl Default for RocksOptions {
+    fn default() -> RocksOptions {
+        RocksOptions {
+            min_blob_size: 4096,
+            blob_file_size: 256 << 20,
+            max_group_bytes: 64 << 20,
+            max_group_requests: 1024,
+            write_buffer_size: 64 << 20,
+        }
+    }
+}
+
+/// How many durable batches the commit thread wrote, and how many write
+/// requests (one per `put`, `put_many`, `delete`... call that changed
+/// something) they carried. `writes / batches` is the mean group size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommitStats {
+    /// Synced write batches (one WAL sync each).
+    pub batches: u64,
+    /// Requests written.
+    pub writes: u64,
+}
+
+/// A bundle's state as the writer sees it: what is in `meta`, or what a queued
+/// request will put there.
+#[derive(Debug, Clone)]
+struct Stored {
+    /// `None` when the `meta` record does not decode.
+    meta: Option<BundleMeta>,
+    /// Length of the stored bundle bytes.
+    len: u64,
+}
+
+/// The overlay entry of a bundle with a queued, unwritten change.
+struct Pending {
+    /// Sequence number of the request that made the change.
+    seq: u64,
+    /// `None`: the queued change deletes it.
+    state: Option<Stored>,
+}
+
+/// Guarded by the writer lock.
+struct WriterState {
+    /// `None` once the store is closed.
+    sender: Option<Sender<Request>>,
+    next_seq: u64,
+    pending: HashMap<Vec<u8>, Pending>,
+}
+
+impl WriterState {
+    /// Drops the overlay entries that these (now written or failed) requests
+    /// set, unless a later queued request has replaced them.
+    pub(crate) fn forget_pending(&mut self, group: &[Request]) {
+        for r in group {
+            for k in &r.keys {
+                if self.pending.get(k).is_some_and(|p| p.seq == r.seq) {
+                    self.pending.remove(k);
+                }
+            }
+        }
+    }
+}
+
+/// What the store's handle and its commit thread share.
+pub(crate) struct Shared {
+    db: DB,
+    writer: Mutex<WriterState>,
+    stats: Mutex<StoreStats>,
+    completion: Completion,
+}
+
+impl Shared {
+    fn cf(&self, cf: Cf) -> Result<&ColumnFamily, StoreError> {
+        // Every CF is created at open; a missing one means the handle is broken.
+        self.db
+            .cf_handle(cf.name())
+            .ok_or_else(|| StoreError::Engine(format!("column family {} is missing", cf.name())))
+    }
+
+    fn writer_state(&self) -> MutexGuard<'_, WriterState> {
+        // Writer-state updates are single map operations and counter bumps;
+        // nothing is left half-done by a panic.
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stats_lock(&self) -> MutexGuard<'_, StoreStats> {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_pinned_cf(self.cf(cf)?, key).map_err(engine)?.map(|v| v.to_vec()))
+    }
+
+    /// A bundle's committed state, from `meta` (and, only when the record is
+    /// too damaged to say, the length of its bytes).
+    fn stored(&self, bundle_key: &[u8]) -> Result<Option<Stored>, StoreError> {
+        let Some(value) = self.db.get_pinned_cf(self.cf(Cf::Meta)?, bundle_key).map_err(engine)? else {
+            return Ok(None);
+        };
+        Ok(Some(self.stored_from_record(bundle_key, &value)?))
+    }
+
+    fn stored_from_record(&self, bundle_key: &[u8], value: &[u8]) -> Result<Stored, StoreError> {
+        let meta = keys::decode_meta(value);
+        let len = match keys::meta_stored_len(value) {
+            Some(len) => len,
+            None => {
+                self.db.get_pinned_cf(self.cf(Cf::Bundles)?, bundle_key).map_err(engine)?.map_or(0, |b| b.len() as u64)
+            }
+        };
+        if meta.is_none() {
+            tracing::warn!(key = ?bundle_key, "undecodable bundle metadata record");
+        }
+        Ok(Stored { meta, len })
+    }
+
+    /// Index keys pointing at `bundle_key`, found by scanning both indexes.
+    /// Only for a bundle whose `meta` record cannot say where they are.
+    fn scan_index_keys(&self, bundle_key: &[u8]) -> Result<Vec<(Cf, Vec<u8>)>, StoreError> {
+        let mut found = Vec::new();
+        for cf in [Cf::ByExpiry, Cf::ByDestination] {
+            let mut it = self.db.raw_iterator_cf(self.cf(cf)?);
+            it.seek_to_first();
+            while let Some(k) = it.key() {
+                if keys::index_key_points_at(cf, k, bundle_key) {
+                    found.push((cf, k.to_vec()));
+                }
+                it.next();
+            }
+            it.status().map_err(engine)?;
+        }
+        Ok(found)
+    }
+
+    /// What `decode` makes of each index key in `[lower, upper)` of `cf`, in
+    /// key order.
+    fn index_scan<T>(
+        &self,
+        cf: Cf,
+        lower: &[u8],
+        upper: Option<Vec<u8>>,
+        decode: fn(&[u8]) -> Option<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut ro = ReadOptions::default();
+        if let Some(up) = upper {
+            ro.set_iterate_upper_bound(up);
+        }
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf)?, ro);
+        it.seek(lower);
+        let mut found = Vec::new();
+        while let Some(k) = it.key() {
+            found.push(decode(k).ok_or_else(|| StoreError::Corrupt { key: k.to_vec() })?);
+            it.next();
+        }
+        it.status().map_err(engine)?;
+        Ok(found)
+    }
+}
+
+fn engine(e: rocksdb::Error) -> StoreError {
+    StoreError::Engine(e.into_string())
+}
+
+/// A durable [`Store`] on RocksDB. See the crate docs for the layout, the
+/// durability promise and group commit.
+///
+/// Share it between threads (`Arc<RocksStore>` or scoped borrows): concurrent
+/// writers share syncs. Dropping it finishes queued writes and stops the
+/// commit thread; call [`RocksStore::flush`] first on an orderly shutdown.
+pub struct RocksStore {
+    shared: Arc<Shared>,
+    committer: Mutex<Option<JoinHandle<()>>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl RocksStore {
+    /// Opens (creating if needed) the store in directory `path`, with default
+    /// options.
+    pub fn open(path: &Path) -> Result<RocksStore, StoreError> {
+        RocksStore::open_with(path, RocksOptions::default())
+    }
+
+    /// Opens (creating if needed) the store in directory `path`.
+    ///
+    /// Counts the stored bundles by scanning `meta` (never `bundles`) and
+    /// starts the commit thread. Fails with a message saying the data
+    /// directory is in use if another process, or another open `RocksStore`,
+    /// holds it.
+    pub fn open_with(path: &Path, options: RocksOptions) -> Result<RocksStore, StoreError> {
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        // Recovery stops at the first damaged WAL record (RocksDB's default,
+        // stated here because the durability promise rests on it): everything
+        // synced before it is replayed.
+        db_opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
+
+        let cfs = Cf::ALL.iter().map(|&cf| {
+            let mut o = Options::default();
+            o.set_write_buffer_size(options.write_buffer_size);
+            if cf == Cf::Bundles {
+                o.set_enable_blob_files(true);
+                o.set_min_blob_size(options.min_blob_size);
+                o.set_blob_file_size(options.blob_file_size);
+                // Without blob GC, blob files of deleted bundles are only
+                // reclaimed when every blob in them is dead.
+                o.set_enable_blob_gc(true);
+            }
+            ColumnFamilyDescriptor::new(cf.name(), o)
+        });
+        let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| open_error(path, e))?;
+
+        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            db,
+            writer: Mutex::new(WriterState { sender: Some(tx), next_seq: 1, pending: HashMap::new() }),
+            stats: Mutex::new(StoreStats::default()),
+            completion: Completion::default(),
+        });
+        let counted = count(&shared)?;
+        *shared.stats_lock() = counted;
+
+        let limits =
+            GroupLimits { max_bytes: options.max_group_bytes.max(1), max_requests: options.max_group_requests.max(1) };
+        let thread_shared = Arc::clone(&shared);
+        let committer = std::thread::Builder::new()
+            .name("ferry-store-commit".to_owned())
+            .spawn(move || commit::run(thread_shared, rx, limits))
+            .map_err(|e| StoreError::Engine(format!("cannot start the commit thread: {e}")))?;
+        tracing::info!(path = %path.display(), bundles = counted.bundles, bytes = counted.bytes, "store opened");
+        Ok(RocksStore { shared, committer: Mutex::new(Some(committer)), path: path.to_owned() })
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stores several bundles in one batch with one sync. Later items replace
+    /// earlier ones with the same ID. Durable when it returns `Ok`.
+    pub fn put_many(&self, items: &[(&BundleMeta, &[u8])]) -> Result<(), StoreError> {
+        let mut txn = Txn::begin(&self.shared)?;
+        for (meta, bytes) in items {
+            txn.put(meta, bytes)?;
+        }
+        txn.commit()
+    }
+
+    /// Deletes several bundles in one batch with one sync; for each ID, whether
+    /// it was there. Durable when it returns `Ok`.
+    pub fn delete_many(&self, ids: &[BundleId]) -> Result<Vec<bool>, StoreError> {
+        let mut txn = Txn::begin(&self.shared)?;
+        let found = ids.iter().map(|id| txn.delete(id)).collect::<Result<Vec<bool>, StoreError>>()?;
+        txn.commit()?;
+        Ok(found)
+    }
+
+    /// Synced batches and the write requests in them, since open.
+    pub fn commit_stats(&self) -> CommitStats {
+        let c = &self.shared.completion;
+        CommitStats { batches: c.batches.load(Ordering::Relaxed), writes: c.writes.load(Ordering::Relaxed) }
+    }
+
+    /// Flushes every memtable to SST/blob files and syncs the WAL, so that the
+    /// next open has no log to replay. Acknowledged writes are durable
+    /// without it; the daemon calls it on shutdown.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        for cf in Cf::ALL {
+            self.shared.db.flush_cf(self.shared.cf(cf)?).map_err(engine)?;
+        }
+        self.shared.db.flush_wal(true).map_err(engine)
+    }
+
+    /// Stops taking writes, lets the commit thread finish what is queued, and
+    /// waits for it. Reads keep working; writes fail with
+    /// [`StoreError::Closed`]. Idempotent; `Drop` calls it.
+    pub fn close(&self) -> Result<(), StoreError> {
+        // Dropping the only sender lets the thread drain the queue and exit.
+        drop(self.shared.writer_state().sender.take());
+        let handle = self.committer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            h.join().map_err(|_| StoreError::Engine("the store's commit thread panicked".to_owned()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RocksStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::error!(error = %e, path = %self.path.display(), "closing the store");
+        }
+    }
+}
+
+/// Makes the error for a failed open say plainly when the directory is taken.
+fn open_error(path: &Path, e: rocksdb::Error) -> StoreError {
+    let msg = e.into_string();
+    // RocksDB's LOCK file (env/fs_posix.cc): "While lock file: <dir>/LOCK:
+    // Resource temporarily unavailable" when another process holds it, "lock
+    // hold by current process" when this one does.
+    if msg.contains("While lock file") || msg.contains("lock hold by current process") {
+        StoreError::Engine(format!(
+            "data directory {} is in use (another ferryd or store has it open): {msg}",
+            path.display()
+        ))
+    } else {
+        StoreError::Engine(format!("cannot open store in {}: {msg}", path.display()))
+    }
+}
+
+/// Counts bundles and bytes from `meta` alone.
+fn count(shared: &Shared) -> Result<StoreStats, StoreError> {
+    let mut ro = ReadOptions::default();
+    ro.fill_cache(false);
+    let mut it = shared.db.raw_iterator_cf_opt(shared.cf(Cf::Meta)?, ro);
+    it.seek_to_first();
+    let mut stats = StoreStats::default();
+    while let Some((k, v)) = it.item() {
+        let len = match keys::meta_stored_len(v) {
+            Some(len) => len,
+            None => shared.stored_from_record(k, v)?.len,
+        };
+        stats.bundles += 1;
+        stats.bytes += len;
+        it.next();
+    }
+    it.status().map_err(engine)?;
+    Ok(stats)
+}
+
+/// One write request being built, under the writer lock: the read-before-write
+/// sees committed state, then queued changes, then this request's own.
+struct Txn<'a> {
+    shared: &'a Shared,
+    w: MutexGuard<'a, WriterState>,
+    ops: Vec<Op>,
+    /// This request's own changes, by bundle key.
+    mine: HashMap<Vec<u8>, Option<Stored>>,
+    delta: Delta,
+    /// The latest queued request whose change a read here relied on: a call
+    /// that ends up writing nothing must still not return before that change
+    /// is durable (a `delete` answering "not there" because of a queued delete).
+    depends_on: u64,
+}
+
+impl<'a> Txn<'a> {
+    fn begin(shared: &'a Shared) -> Result<Txn<'a>, StoreError> {
+        let w = shared.writer_state();
+        if w.sender.is_none() {
+            return Err(StoreError::Closed);
+        }
+        if let Some(why) = shared.completion.failure() {
+            return Err(StoreError::Engine(why));
+        }
+        Ok(Txn { shared, w, ops: Vec::new(), mine: HashMap::new(), delta: Delta::default(), depends_on: 0 })
+    }
+
+    fn current(&mut self, key: &[u8]) -> Result<Option<Stored>, StoreError> {
+        if let Some(s) = self.mine.get(key) {
+            return Ok(s.clone());
+        }
+        if let Some(p) = self.w.pending.get(key) {
+            self.depends_on = self.depends_on.max(p.seq);
+            return Ok(p.state.clone());
+        }
+        self.shared.stored(key)
+    }
+
+    /// Deletes the index entries of `old`.
+    fn unindex(&mut self, key: &[u8], old: &Stored) -> Result<(), StoreError> {
+        match &old.meta {
+            Some(m) => {
+                self.ops.push(Op::Delete(Cf::ByExpiry, keys::expiry_key(m.expires_at, key)));
+                self.ops.push(Op::Delete(Cf::ByDestination, keys::destination_key(&m.destination, key)));
+            }
+            None => {
+                for (cf, k) in self.shared.scan_index_keys(key)? {
+                    self.ops.push(Op::Delete(cf, k));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn index(&mut self, key: &[u8], meta: &BundleMeta, len: u64) {
+        self.ops.push(Op::Put(Cf::Meta, key.to_vec(), keys::encode_meta(meta, len)));
+        self.ops.push(Op::Put(Cf::ByExpiry, keys::expiry_key(meta.expires_at, key), Vec::new()));
+        self.ops.push(Op::Put(Cf::ByDestination, keys::destination_key(&meta.destination, key), Vec::new()));
+    }
+
+    fn put(&mut self, meta: &BundleMeta, bytes: &[u8]) -> Result<(), StoreError> {
+        let key = meta.id.to_key();
+        if let Some(old) = self.current(&key)? {
+            self.unindex(&key, &old)?;
+            self.delta.removed(old.len);
+        }
+        let len = bytes.len() as u64;
+        self.ops.push(Op::Put(Cf::Bundles, key.clone(), bytes.to_vec()));
+        self.index(&key, meta, len);
+        self.delta.added(len);
+        self.mine.insert(key, Some(Stored { meta: Some(meta.clone()), len }));
+        Ok(())
+    }
+
+    fn update_meta(&mut self, meta: &BundleMeta) -> Result<bool, StoreError> {
+        let key = meta.id.to_key();
+        let Some(old) = self.current(&key)? else {
+            return Ok(false);
+        };
+        self.unindex(&key, &old)?;
+        self.index(&key, meta, old.len);
+        self.mine.insert(key, Some(Stored { meta: Some(meta.clone()), len: old.len }));
+        Ok(true)
+    }
+
+    fn delete(&mut self, id: &BundleId) -> Result<bool, StoreError> {
+        let key = id.to_key();
+        let Some(old) = self.current(&key)? else {
+            return Ok(false);
+        };
+        self.unindex(&key, &old)?;
+        self.ops.push(Op::Delete(Cf::Bundles, key.clone()));
+        self.ops.push(Op::Delete(Cf::Meta, key.clone()));
+        self.delta.removed(old.len);
+        self.mine.insert(key, None);
+        Ok(true)
+    }
+
+    /// Queues the request (if it changes anything), releases the writer lock
+    /// and waits until it is durable.
+    fn commit(self) -> Result<(), StoreError> {
+        let Txn { shared, mut w, ops, mine, delta, depends_on } = self;
+        if ops.is_empty() {
+            drop(w);
+            return if depends_on > 0 { shared.completion.wait(depends_on) } else { Ok(()) };
+        }
+        let seq = w.next_seq;
+        let request = Request { seq, ops, keys: mine.keys().cloned().collect(), delta };
+        let sender = w.sender.as_ref().ok_or(StoreError::Closed)?;
+        sender.send(request).map_err(|_| StoreError::Closed)?;
+        w.next_seq += 1;
+        for (key, state) in mine {
+            w.pending.insert(key, Pending { seq, state });
+        }
+        drop(w);
+        shared.completion.wait(seq)
+    }
+}
+
+impl Store for RocksStore {
+    fn put(&self, meta: &BundleMeta, bytes: &[u8]) -> Result<(), StoreError> {
+        let mut txn = Txn::begin(&self.shared)?;
+        txn.put(meta, bytes)?;
+        txn.commit()
+    }
+
+    fn update_meta(&self, meta: &BundleMeta) -> Result<bool, StoreError> {
+        let mut txn = Txn::begin(&self.shared)?;
+        let found = txn.update_meta(meta)?;
+        txn.commit()?;
+        Ok(found)
+    }
+
+    fn get_bytes(&self, id: &BundleId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.shared.get(Cf::Bundles, &id.to_key())
+    }
+
+    fn get_meta(&self, id: &BundleId) -> Result<Option<BundleMeta>, StoreError> {
+        let key = id.to_key();
+        let Some(value) = self.shared.db.get_pinned_cf(self.shared.cf(Cf::Meta)?, &key).map_err(engine)? else {
+            return Ok(None);
+        };
+        keys::decode_meta(&value).map(Some).ok_or(StoreError::Corrupt { key })
+    }
+
+    fn delete(&self, id: &BundleId) -> Result<bool, StoreError> {
+        let mut txn = Txn::begin(&self.shared)?;
+        let found = txn.delete(id)?;
+        txn.commit()?;
+        Ok(found)
+    }
+
+    fn all_meta(&self) -> Result<Vec<BundleMeta>, StoreError> {
+        let mut ro = ReadOptions::default();
+        ro.fill_cache(false);
+        let mut it = self.shared.db.raw_iterator_cf_opt(self.shared.cf(Cf::Meta)?, ro);
+        it.seek_to_first();
+        let mut all = Vec::new();
+        while let Some((k, v)) = it.item() {
+            all.push(keys::decode_meta(v).ok_or_else(|| StoreError::Corrupt { key: k.to_vec() })?);
+            it.next();
+        }
+        it.status().map_err(engine)?;
+        // Key order is nearly ID order but not quite (`ipn:10.1` sorts before
+        // `ipn:9.1` as bytes), and the trait promises ID order. The input is
+        // almost sorted, which the sort handles in about linear time.
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(all)
+    }
+
+    fn expiring_by(&self, t: DtnTime) -> Result<Vec<BundleId>, StoreError> {
+        let mut found =
+            self.shared.index_scan(Cf::ByExpiry, &[], keys::expiry_upper_bound(t), keys::decode_expiry_key)?;
+        // Key order is time order; ties are put in ID order (see all_meta).
+        found.sort_unstable();
+        Ok(found.into_iter().map(|(_, id)| id).collect())
+    }
+
+    fn for_destination(&self, eid: &Eid) -> Result<Vec<BundleId>, StoreError> {
+        let prefix = keys::destination_prefix(eid);
+        let upper = keys::destination_upper_bound(&prefix);
+        let mut ids = self.shared.index_scan(Cf::ByDestination, &prefix, Some(upper), keys::id_from_destination_key)?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    fn stats(&self) -> Result<StoreStats, StoreError> {
+        Ok(*self.shared.stats_lock())
+    }
+
+    fn put_state(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let mut txn = Txn::begin(&self.shared)?;
+        txn.ops.push(Op::Put(Cf::State, key.as_bytes().to_vec(), value.to_vec()));
+        txn.commit()
+    }
+
+    fn get_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.shared.get(Cf::State, key.as_bytes())
+    }
+}

@@ -1,0 +1,196 @@
+//! What survives closing and reopening the store, and what the store refuses.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{destination, meta, payload};
+use ferry_core::bundle::{BundleId, BundleMeta};
+use ferry_core::store::{Store, StoreError, StoreStats};
+use ferry_store::RocksStore;
+
+/// Checks that `s` holds exactly `want` (bundle bytes by metadata), through
+/// every read path.
+fn assert_holds(s: &RocksStore, want: &BTreeMap<BundleId, (BundleMeta, Vec<u8>)>) {
+    let all = s.all_meta().unwrap();
+    assert_eq!(all.len(), want.len());
+    for (m, (want_meta, want_bytes)) in all.iter().zip(want.values()) {
+        assert_eq!(m, want_meta);
+        assert_eq!(s.get_meta(&m.id).unwrap().as_ref(), Some(want_meta));
+        assert_eq!(s.get_bytes(&m.id).unwrap().as_ref(), Some(want_bytes));
+    }
+    let bytes = want.values().map(|(_, b)| b.len() as u64).sum();
+    assert_eq!(s.stats().unwrap(), StoreStats { bundles: want.len() as u64, bytes });
+
+    let mut by_expiry: Vec<(u64, BundleId)> = want.values().map(|(m, _)| (m.expires_at, m.id.clone())).collect();
+    by_expiry.sort();
+    let ids: Vec<BundleId> = by_expiry.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(s.expiring_by(u64::MAX).unwrap(), ids);
+    for d in 0..3 {
+        let dst = destination(d);
+        let want_ids: Vec<BundleId> =
+            want.values().filter(|(m, _)| m.destination.to_string() == dst).map(|(m, _)| m.id.clone()).collect();
+        assert_eq!(s.for_destination(&dst.parse().unwrap()).unwrap(), want_ids);
+    }
+}
+
+#[test]
+fn bundles_metadata_indexes_and_state_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut want = BTreeMap::new();
+    {
+        let s = RocksStore::open(dir.path()).unwrap();
+        for seq in 0..200 {
+            let m = meta("dtn://src/", seq);
+            let b = payload(seq);
+            s.put(&m, &b).unwrap();
+            want.insert(m.id.clone(), (m, b));
+        }
+        // One big bundle, well past the blob threshold.
+        let big = meta("ipn:7.1", 1);
+        let big_bytes: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
+        s.put(&big, &big_bytes).unwrap();
+        want.insert(big.id.clone(), (big, big_bytes));
+        s.put_state("node_id", b"dtn://me/").unwrap();
+        assert_holds(&s, &want);
+    }
+    {
+        let s = RocksStore::open(dir.path()).unwrap();
+        assert_holds(&s, &want);
+        assert_eq!(s.get_state("node_id").unwrap().as_deref(), Some(&b"dtn://me/"[..]));
+
+        // Delete some one at a time, some in a batch; change the metadata of
+        // others; replace one with different bytes.
+        for seq in (0..200).step_by(5) {
+            let id = meta("dtn://src/", seq).id;
+            assert!(s.delete(&id).unwrap());
+            want.remove(&id);
+        }
+        let batch: Vec<BundleId> = (1..200).step_by(5).map(|seq| meta("dtn://src/", seq).id).collect();
+        let gone = meta("dtn://src/", 0).id;
+        let mut ids = batch.clone();
+        ids.push(gone);
+        let found = s.delete_many(&ids).unwrap();
+        assert_eq!(found.iter().filter(|&&f| f).count(), batch.len());
+        assert!(!found[found.len() - 1]);
+        for id in &batch {
+            want.remove(id);
+        }
+        for seq in (2..200).step_by(5) {
+            let mut m = meta("dtn://src/", seq);
+            m.expires_at = 5;
+            m.destination = destination(seq + 1).parse().unwrap();
+            m.forwarded_to.push("dtn://peer/".parse().unwrap());
+            assert!(s.update_meta(&m).unwrap());
+            let bytes = want.remove(&m.id).unwrap().1;
+            want.insert(m.id.clone(), (m, bytes));
+        }
+        let m = meta("dtn://src/", 3);
+        s.put(&m, b"replaced").unwrap();
+        want.insert(m.id.clone(), (m, b"replaced".to_vec()));
+        assert_holds(&s, &want);
+        // This time the memtables go to SST and blob files before closing.
+        s.flush().unwrap();
+    }
+    let s = RocksStore::open(dir.path()).unwrap();
+    assert_holds(&s, &want);
+    assert_eq!(s.expiring_by(5).unwrap().len(), 40);
+}
+
+#[test]
+fn large_bundles_go_to_blob_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = RocksStore::open(dir.path()).unwrap();
+    let big: Vec<u8> = vec![0xAB; 100_000];
+    for seq in 0..20 {
+        s.put(&meta("dtn://src/", seq), &big).unwrap();
+    }
+    s.flush().unwrap();
+    let blobs = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".blob"))
+        .count();
+    assert!(blobs > 0, "no blob files after flushing 2 MB of bundles");
+    assert_eq!(s.get_bytes(&meta("dtn://src/", 7).id).unwrap().as_deref(), Some(&big[..]));
+}
+
+#[test]
+fn put_many_replaces_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = RocksStore::open(dir.path()).unwrap();
+    let a = meta("dtn://src/", 1);
+    let mut a2 = a.clone();
+    a2.expires_at = 42;
+    let b = meta("dtn://src/", 2);
+    s.put_many(&[(&a, b"first"), (&b, b"b"), (&a2, b"second!")]).unwrap();
+    assert_eq!(s.commit_stats().batches, 1);
+    assert_eq!(s.get_bytes(&a.id).unwrap().as_deref(), Some(&b"second!"[..]));
+    assert_eq!(s.get_meta(&a.id).unwrap(), Some(a2.clone()));
+    assert_eq!(s.expiring_by(42).unwrap(), vec![a.id.clone()]);
+    assert_eq!(s.expiring_by(u64::MAX).unwrap().len(), 2);
+    assert_eq!(s.stats().unwrap(), StoreStats { bundles: 2, bytes: 8 });
+    s.put_many(&[]).unwrap();
+    assert_eq!(s.delete_many(&[]).unwrap(), Vec::<bool>::new());
+}
+
+#[test]
+fn a_second_open_says_the_directory_is_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = RocksStore::open(dir.path()).unwrap();
+    let err = RocksStore::open(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("in use"), "{err}");
+    assert!(err.contains(&dir.path().display().to_string()), "{err}");
+    eprintln!("{err}");
+}
+
+#[test]
+fn a_closed_store_refuses_writes_but_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = RocksStore::open(dir.path()).unwrap();
+    let m = meta("dtn://src/", 1);
+    s.put(&m, b"x").unwrap();
+    s.close().unwrap();
+    s.close().unwrap();
+    assert!(matches!(s.put(&meta("dtn://src/", 2), b"y"), Err(StoreError::Closed)));
+    assert!(matches!(s.delete(&m.id), Err(StoreError::Closed)));
+    assert!(matches!(s.put_state("k", b"v"), Err(StoreError::Closed)));
+    assert_eq!(s.get_bytes(&m.id).unwrap().as_deref(), Some(&b"x"[..]));
+}
+
+#[test]
+fn undecodable_metadata_is_corrupt_and_can_be_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = meta("dtn://src/", 1);
+    let good = meta("dtn://src/", 2);
+    {
+        let s = RocksStore::open(dir.path()).unwrap();
+        s.put(&bad, b"bad one").unwrap();
+        s.put(&good, b"good").unwrap();
+    }
+    {
+        // Damage the record behind the store's back.
+        let db = rocksdb::DB::open_cf(
+            &rocksdb::Options::default(),
+            dir.path(),
+            ["bundles", "meta", "by_expiry", "by_destination", "state"],
+        )
+        .unwrap();
+        let cf = db.cf_handle("meta").unwrap();
+        db.put_cf(cf, bad.id.to_key(), b"\x00\x01").unwrap();
+    }
+    let s = RocksStore::open(dir.path()).unwrap();
+    // Counted from the bundle's bytes, since the record cannot say.
+    assert_eq!(s.stats().unwrap(), StoreStats { bundles: 2, bytes: 11 });
+    match s.get_meta(&bad.id) {
+        Err(StoreError::Corrupt { key }) => assert_eq!(key, bad.id.to_key()),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert!(matches!(s.all_meta(), Err(StoreError::Corrupt { .. })));
+    assert_eq!(s.get_meta(&good.id).unwrap(), Some(good.clone()));
+    // Deleting it finds its index entries without the record.
+    assert!(s.delete(&bad.id).unwrap());
+    assert_eq!(s.all_meta().unwrap(), vec![good.clone()]);
+    assert_eq!(s.expiring_by(u64::MAX).unwrap(), vec![good.id.clone()]);
+    assert_eq!(s.stats().unwrap(), StoreStats { bundles: 1, bytes: 4 });
+}
