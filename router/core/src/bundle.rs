@@ -76,6 +76,7 @@ impl CrcType {
     }
 
     /// Length of the CRC value on the wire.
+    #[allow(clippy::len_without_is_empty)] // a CRC type is not a container
     pub fn len(self) -> usize {
         match self {
             CrcType::None => 0,

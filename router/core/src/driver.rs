@@ -135,7 +135,7 @@ impl<S: Store> SyncDriver<S> {
                 }
             }
         }
-        let decoded: Result<Vec<_>, _> = loaded.iter().map(|b| codec::decode(b)).collect();
+        let decoded: Result<Vec<_>, _> = loaded.iter().map(|b| crate::node::decode_stored(b)).collect();
         let whole = decoded.ok().and_then(|bundles| {
             let pairs: Vec<(&[u8], &crate::bundle::Bundle)> =
                 loaded.iter().map(|b| b.as_slice()).zip(bundles.iter()).collect();

@@ -136,8 +136,7 @@ fn parse_u64(s: &str) -> Option<u64> {
 /// RFC 3986 reg-name: unreserved / pct-encoded / sub-delims. We accept the
 /// unreserved and sub-delim characters and '%'.
 fn check_node_name(node: &str) -> Result<(), EidError> {
-    let ok = !node.is_empty()
-        && node.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
+    let ok = !node.is_empty() && node.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -202,7 +201,18 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for s in ["", "http://x/", "dtn:", "dtn:/x", "dtn:///x", "dtn://a b/", "ipn:1", "ipn:+1.2", "ipn:1.x", "ipn:99999999999999999999.1"] {
+        for s in [
+            "",
+            "http://x/",
+            "dtn:",
+            "dtn:/x",
+            "dtn:///x",
+            "dtn://a b/",
+            "ipn:1",
+            "ipn:+1.2",
+            "ipn:1.x",
+            "ipn:99999999999999999999.1",
+        ] {
             assert!(s.parse::<Eid>().is_err(), "{s} should not parse");
         }
     }

@@ -44,11 +44,21 @@ pub struct NodeConfig {
     pub report_lifetime_ms: u64,
     /// Hop limit put on bundles created here (`None`: no hop count block).
     pub default_hop_limit: Option<u64>,
+    /// Accept bundles whose primary block has neither a CRC nor a BIB. RFC 9171
+    /// §4.3.1 forbids them, but dtn7-rs sends exactly these (INTEROP-NOTES), and
+    /// accepting them loses nothing; `false` gives the strict verdict.
+    pub accept_unprotected_primary: bool,
 }
 
 impl NodeConfig {
     pub fn new(node_id: Eid, router: Box<dyn Router>) -> NodeConfig {
-        NodeConfig { node_id, router, report_lifetime_ms: 24 * 3600 * 1000, default_hop_limit: Some(32) }
+        NodeConfig {
+            node_id,
+            router,
+            report_lifetime_ms: 24 * 3600 * 1000,
+            default_hop_limit: Some(32),
+            accept_unprotected_primary: true,
+        }
     }
 }
 
@@ -86,15 +96,23 @@ pub struct Transmit {
 /// Turns a stored bundle into the bytes to put on the link for `t`: extension
 /// blocks updated (§5.4 step 4) and, when the link needs it, fragmented.
 pub fn transmission(stored: &[u8], t: &Transmit) -> Result<Vec<Vec<u8>>, TransmitError> {
-    let bundle = codec::decode(stored).map_err(TransmitError::Decode)?;
+    // Stored bundles were validated on arrival, with the node's options.
+    let bundle = decode_stored(stored).map_err(TransmitError::Decode)?;
     let bytes = codec::rewrite_for_forward(stored, &bundle, &t.edit);
     match t.max_bundle_size.and_then(|m| usize::try_from(m).ok()) {
         Some(max) if bytes.len() > max => {
-            let edited = codec::decode(&bytes).map_err(TransmitError::Decode)?;
+            let edited = decode_stored(&bytes).map_err(TransmitError::Decode)?;
             codec::fragment(&bytes, &edited, max).map_err(TransmitError::Fragment)
         }
         _ => Ok(vec![bytes]),
     }
+}
+
+/// Decodes a bundle the node stored earlier: it passed validation on arrival,
+/// possibly with a primary block that has no CRC (see
+/// [`NodeConfig::accept_unprotected_primary`]).
+pub fn decode_stored(bytes: &[u8]) -> Result<Bundle, DecodeError> {
+    codec::decode_with(bytes, &codec::DecodeOptions::strict().allow_unprotected_primary(true))
 }
 
 /// Why a stored bundle could not be made ready for a link.
@@ -232,6 +250,7 @@ pub struct Node {
     router: Box<dyn Router>,
     report_lifetime_ms: u64,
     default_hop_limit: Option<u64>,
+    decode_options: codec::DecodeOptions,
     bundles: HashMap<BundleId, Entry>,
     expiry: BTreeSet<(DtnTime, BundleId)>,
     registrations: BTreeSet<Eid>,
@@ -252,6 +271,7 @@ impl Node {
             router: cfg.router,
             report_lifetime_ms: cfg.report_lifetime_ms,
             default_hop_limit: cfg.default_hop_limit,
+            decode_options: codec::DecodeOptions::strict().allow_unprotected_primary(cfg.accept_unprotected_primary),
             bundles: HashMap::new(),
             expiry: BTreeSet::new(),
             registrations: BTreeSet::new(),
@@ -340,22 +360,30 @@ impl Node {
             return;
         }
         self.expiry.insert((meta.expires_at, id.clone()));
-        self.bundles.insert(id.clone(), Entry {
+        self.bundles.insert(
+            id.clone(),
+            Entry {
                 meta,
                 state: State::Stored,
                 from_peer: None,
                 in_flight: vec![],
                 retry_at: None,
                 on_persist: vec![],
-            });
+            },
+        );
         self.dispatch(now, &id);
     }
 
     /// A bundle arrived from a peer (`from`), or from a local application when
     /// `from` is `None` (`/push`). RFC 9171 §5.6 steps 1–3; the rest happens
     /// once it is stored.
-    pub fn handle_received(&mut self, now: DtnTime, bytes: Vec<u8>, from: Option<PeerId>) -> Result<BundleId, Rejected> {
-        let bundle = match codec::decode(&bytes) {
+    pub fn handle_received(
+        &mut self,
+        now: DtnTime,
+        bytes: Vec<u8>,
+        from: Option<PeerId>,
+    ) -> Result<BundleId, Rejected> {
+        let bundle = match codec::decode_with(&bytes, &self.decode_options) {
             Ok(b) => b,
             Err(e) => {
                 self.stats.invalid += 1;
@@ -385,9 +413,8 @@ impl Node {
         }
         let creation = self.next_creation(now);
         let report_to = req.report_to.unwrap_or_else(|| source.clone());
-        let mut builder = BundleBuilder::new(source, req.destination, creation, req.lifetime_ms)
-            .report_to(report_to)
-            .flags(flags);
+        let mut builder =
+            BundleBuilder::new(source, req.destination, creation, req.lifetime_ms).report_to(report_to).flags(flags);
         if let Some(limit) = self.default_hop_limit {
             builder = builder.hop_limit(limit);
         }
@@ -590,7 +617,13 @@ impl Node {
         CreationTimestamp { time: stamp.0, seq: stamp.1 }
     }
 
-    fn accept(&mut self, now: DtnTime, bundle: Bundle, bytes: Vec<u8>, from: Option<PeerId>) -> Result<BundleId, Rejected> {
+    fn accept(
+        &mut self,
+        now: DtnTime,
+        bundle: Bundle,
+        bytes: Vec<u8>,
+        from: Option<PeerId>,
+    ) -> Result<BundleId, Rejected> {
         let id = bundle.id();
         if self.bundles.contains_key(&id) {
             self.stats.duplicates += 1;

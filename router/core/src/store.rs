@@ -154,13 +154,7 @@ impl Store for MemStore {
     }
 
     fn for_destination(&self, eid: &Eid) -> Result<Vec<BundleId>, StoreError> {
-        Ok(self
-            .lock()
-            .by_destination
-            .iter()
-            .filter(|(d, _)| d == eid)
-            .map(|(_, id)| id.clone())
-            .collect())
+        Ok(self.lock().by_destination.iter().filter(|(d, _)| d == eid).map(|(_, id)| id.clone()).collect())
     }
 
     fn stats(&self) -> Result<StoreStats, StoreError> {

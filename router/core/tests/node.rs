@@ -120,7 +120,8 @@ fn local_delivery_waits_for_registration_and_happens_once() {
 fn persist_comes_before_anything_else() {
     let mut n = Node::new(NodeConfig::new(eid("dtn://a/"), Box::new(Epidemic)));
     n.register(T0, eid("dtn://a/inbox"));
-    let req = SendRequest { source: None, destination: eid("dtn://a/inbox"), lifetime_ms: 1000, flags: 0, report_to: None };
+    let req =
+        SendRequest { source: None, destination: eid("dtn://a/inbox"), lifetime_ms: 1000, flags: 0, report_to: None };
     let id = n.send(T0, req, b"x").unwrap();
     assert!(matches!(n.poll_action(), Some(Action::Persist { .. })));
     assert_eq!(n.poll_action(), None, "no delivery before the store confirms the write");
@@ -131,7 +132,8 @@ fn persist_comes_before_anything_else() {
 #[test]
 fn a_failed_write_is_not_accepted() {
     let mut n = Node::new(NodeConfig::new(eid("dtn://a/"), Box::new(Epidemic)));
-    let bytes = BundleBuilder::new(eid("dtn://x/"), eid("dtn://a/in"), CreationTimestamp { time: T0, seq: 1 }, 1000).build(b"p");
+    let bytes = BundleBuilder::new(eid("dtn://x/"), eid("dtn://a/in"), CreationTimestamp { time: T0, seq: 1 }, 1000)
+        .build(b"p");
     let id = n.handle_received(T0, bytes.clone(), None).unwrap();
     n.handle_persisted(T0, &id, false);
     assert!(!n.contains(&id));
@@ -143,7 +145,8 @@ fn a_failed_write_is_not_accepted() {
 #[test]
 fn duplicates_are_suppressed_by_bundle_id() {
     let mut a = node("a");
-    let bytes = BundleBuilder::new(eid("dtn://x/"), eid("dtn://a/in"), CreationTimestamp { time: T0, seq: 1 }, 60_000).build(b"p");
+    let bytes = BundleBuilder::new(eid("dtn://x/"), eid("dtn://a/in"), CreationTimestamp { time: T0, seq: 1 }, 60_000)
+        .build(b"p");
     a.node.handle_received(T0, bytes.clone(), Some(PeerId(3))).unwrap();
     a.run(T0);
     assert!(matches!(a.node.handle_received(T0, bytes, Some(PeerId(4))), Err(Rejected::Duplicate(_))));
@@ -157,7 +160,9 @@ fn duplicates_are_suppressed_by_bundle_id() {
 #[test]
 fn invalid_bundles_are_rejected_with_the_reason() {
     let mut a = node("a");
-    let mut bytes = BundleBuilder::new(eid("dtn://x/"), eid("dtn://a/in"), CreationTimestamp { time: T0, seq: 1 }, 1000).build(b"p");
+    let mut bytes =
+        BundleBuilder::new(eid("dtn://x/"), eid("dtn://a/in"), CreationTimestamp { time: T0, seq: 1 }, 1000)
+            .build(b"p");
     let last = bytes.len() - 2;
     bytes[last] ^= 0xff; // inside the payload block's CRC
     assert!(matches!(a.node.handle_received(T0, bytes, None), Err(Rejected::Invalid(_))));
@@ -202,10 +207,11 @@ fn bundle_age_is_required_without_a_clock_and_updated_per_hop() {
 fn hop_limit_exceeded_deletes_with_reason_9() {
     let mut a = node("a");
     a.node.register(T0, eid("dtn://a/status"));
-    let mut hop = BundleBuilder::new(eid("dtn://a/status"), eid("dtn://z/in"), CreationTimestamp { time: T0, seq: 1 }, 60_000)
-        .hop_limit(2)
-        .flags(bundle_flags::REPORT_DELETION)
-        .report_to(eid("dtn://a/status"));
+    let mut hop =
+        BundleBuilder::new(eid("dtn://a/status"), eid("dtn://z/in"), CreationTimestamp { time: T0, seq: 1 }, 60_000)
+            .hop_limit(2)
+            .flags(bundle_flags::REPORT_DELETION)
+            .report_to(eid("dtn://a/status"));
     hop = hop.extension_block(200, 0, vec![]);
     let ok = hop.build(b"x");
     let b = codec::decode(&ok).unwrap();
@@ -388,7 +394,10 @@ fn epidemic_does_not_send_back_or_twice() {
 #[test]
 fn static_routing_picks_the_next_hop_and_releases() {
     let routes = vec![StaticRoute { pattern: "dtn://c/*".into(), via: eid("dtn://b/") }];
-    let mut a = SyncDriver::new(Node::new(NodeConfig::new(eid("dtn://a/"), Box::new(StaticRouter::new(routes)))), Shared::default());
+    let mut a = SyncDriver::new(
+        Node::new(NodeConfig::new(eid("dtn://a/"), Box::new(StaticRouter::new(routes)))),
+        Shared::default(),
+    );
     let id = send(&mut a, T0, "dtn://c/in", 0, 60_000, b"routed");
     a.node.handle_peer_up(T0, PeerInfo { id: PeerId(1), node_id: eid("dtn://x/"), mtu: None, rate_bps: None });
     a.run(T0);
@@ -438,4 +447,20 @@ fn operator_delete_reports_and_removes() {
     a.run(T0);
     assert!(a.store.get_bytes(&id).unwrap().is_none());
     assert_eq!(a.delivered.len(), 1, "deletion report delivered");
+}
+
+#[test]
+fn dtn7_style_bundles_without_primary_crc_are_accepted_unless_strict() {
+    // What dtn7-rs's /send produces: no CRC on any block (INTEROP-NOTES).
+    let bytes =
+        BundleBuilder::new(eid("dtn://dtn7/"), eid("dtn://a/in"), CreationTimestamp { time: T0, seq: 1 }, 60_000)
+            .crc_type(ferry_core::bundle::CrcType::None)
+            .build(b"from dtnd");
+    assert!(codec::decode(&bytes).is_err(), "the strict RFC 9171 verdict is 'invalid'");
+    let mut lenient = node("a");
+    assert!(lenient.node.handle_received(T0, bytes.clone(), Some(PeerId(1))).is_ok());
+    let mut cfg = NodeConfig::new(eid("dtn://a/"), Box::new(Epidemic));
+    cfg.accept_unprotected_primary = false;
+    let mut strict = Node::new(cfg);
+    assert!(matches!(strict.handle_received(T0, bytes, Some(PeerId(1))), Err(Rejected::Invalid(_))));
 }
