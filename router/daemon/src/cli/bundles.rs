@@ -1,0 +1,181 @@
+//! `ferry bundles list|show|delete`: the node's store, through ferryd's
+//! `/ferry/bundles`, `/ferry/bundle` and dtn7's `/delete`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use ferry_core::codec;
+use serde_json::Value;
+
+use super::client::Api;
+use super::fmt::{self, query_encode};
+
+#[derive(Debug, Subcommand)]
+pub enum BundlesCommand {
+    /// One line per bundle: ID, destination, size, time to expiry, state.
+    List,
+    /// Everything ferryd knows about one bundle.
+    Show {
+        /// The bundle ID, as `bundles list` prints it.
+        bid: String,
+        /// Write the bundle's payload to standard output instead.
+        #[arg(long)]
+        payload: bool,
+    },
+    /// Delete a bundle from the store.
+    Delete {
+        /// The bundle ID, as `bundles list` prints it.
+        bid: String,
+    },
+}
+
+pub fn run(api: &Api, cmd: &BundlesCommand, json: bool) -> Result<ExitCode> {
+    match cmd {
+        BundlesCommand::List => list(api, json),
+        BundlesCommand::Show { bid, payload: true } => show_payload(api, bid),
+        BundlesCommand::Show { bid, payload: false } => show(api, bid, json),
+        BundlesCommand::Delete { bid } => delete(api, bid, json),
+    }
+}
+
+fn list(api: &Api, json: bool) -> Result<ExitCode> {
+    let bundles: Vec<Value> = api.get("/ferry/bundles")?.json()?;
+    if json {
+        println!("{}", Value::Array(bundles));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if bundles.is_empty() {
+        println!("no bundles");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = fmt::dtn_now();
+    let rows: Vec<Vec<String>> = bundles
+        .iter()
+        .map(|b| {
+            vec![
+                text(b, "bid"),
+                text(b, "dst"),
+                b.get("size").and_then(Value::as_u64).map(fmt::bytes).unwrap_or_default(),
+                b.get("expires_at").and_then(Value::as_u64).map(|t| fmt::expires_in(now, t)).unwrap_or_default(),
+                text(b, "state"),
+            ]
+        })
+        .collect();
+    print!("{}", fmt::table(&["BUNDLE ID", "DESTINATION", "SIZE", "EXPIRES IN", "STATE"], &rows));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(api: &Api, bid: &str, json: bool) -> Result<ExitCode> {
+    let Some(answer) = api.get_optional(&format!("/ferry/bundle?bid={}", query_encode(bid)))? else {
+        bail!("no bundle {bid} in the store");
+    };
+    let b: Value = answer.json()?;
+    if json {
+        println!("{b}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = fmt::dtn_now();
+    let num = |k: &str| b.get(k).and_then(Value::as_u64);
+    let mut lines: Vec<(&str, String)> = vec![
+        ("bundle id", text(&b, "bid")),
+        ("source", text(&b, "src")),
+        ("destination", text(&b, "dst")),
+        ("report to", text(&b, "report_to")),
+        ("state", text(&b, "state")),
+    ];
+    if let Some(t) = num("creation_time") {
+        lines.push(("created", format!("{} (seq {})", fmt::dtn_date(t), num("seq").unwrap_or(0))));
+    }
+    if let Some(t) = num("received_at") {
+        lines.push(("received", fmt::dtn_date(t)));
+    }
+    if let Some(ms) = num("lifetime_ms") {
+        lines.push(("lifetime", fmt::duration(std::time::Duration::from_millis(ms))));
+    }
+    if let Some(t) = num("expires_at") {
+        lines.push(("expires", format!("{} (in {})", fmt::dtn_date(t), fmt::expires_in(now, t))));
+    }
+    if let Some(n) = num("size") {
+        lines.push(("size", format!("{} ({n} bytes)", fmt::bytes(n))));
+    }
+    if let Some(n) = num("payload_len") {
+        lines.push(("payload", format!("{n} bytes")));
+    }
+    if let Some(f) = num("flags") {
+        let names = super::decode::bundle_flag_names(f);
+        let names = if names.is_empty() { String::new() } else { format!(" ({})", names.join(", ")) };
+        lines.push(("flags", format!("{f:#x}{names}")));
+    }
+    let hop = b.get("hop_count");
+    let hops = match (hop.and_then(|h| h.get("count")), hop.and_then(|h| h.get("limit"))) {
+        (Some(count), Some(limit)) => format!("{} of at most {}", as_text(count), as_text(limit)),
+        _ => compact(hop),
+    };
+    lines.push(("hop count", hops));
+    lines.push(("fragment", compact(b.get("fragment"))));
+    if let Some(prev) = b.get("previous_node").filter(|v| !v.is_null()) {
+        lines.push(("previous node", as_text(prev)));
+    }
+    let forwarded = match b.get("forwarded_to").and_then(Value::as_array) {
+        Some(peers) if !peers.is_empty() => peers.iter().map(as_text).collect::<Vec<_>>().join(", "),
+        _ => "nobody yet".to_owned(),
+    };
+    lines.push(("forwarded to", forwarded));
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in lines {
+        println!("{k:<width$}  {v}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_payload(api: &Api, bid: &str) -> Result<ExitCode> {
+    let Some(answer) = api.get_optional(&format!("/ferry/bundle.cbor?bid={}", query_encode(bid)))? else {
+        bail!("no bundle {bid} in the store");
+    };
+    let bundle = codec::decode(&answer.body).context("the stored bundle does not decode")?;
+    let payload = answer.body.get(bundle.payload().data.clone()).context("payload block outside the bundle")?;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(payload).and_then(|()| stdout.flush()).context("cannot write to standard output")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn delete(api: &Api, bid: &str, json: bool) -> Result<ExitCode> {
+    let Some(answer) = api.get_optional(&format!("/delete?{}", query_encode(bid)))? else {
+        bail!("no bundle {bid} in the store");
+    };
+    if json {
+        println!("{}", serde_json::json!({ "bid": bid, "deleted": true, "answer": answer.text() }));
+    } else {
+        let text = answer.text();
+        if text.is_empty() {
+            println!("deleted {bid}");
+        } else {
+            println!("{text}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A field as text: strings bare, absent or null as "-", anything else as JSON.
+fn text(v: &Value, key: &str) -> String {
+    v.get(key).map(as_text).unwrap_or_else(|| "-".to_owned())
+}
+
+fn as_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// A small object such as `{"limit": 32, "count": 1}` as "limit 32, count 1".
+fn compact(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "-".to_owned(),
+        Some(Value::Object(m)) => m.iter().map(|(k, v)| format!("{k} {}", as_text(v))).collect::<Vec<_>>().join(", "),
+        Some(other) => as_text(other),
+    }
+}

@@ -1,0 +1,118 @@
+//! `ferry`, the command-line client of ferryd.
+//!
+//! # Layout
+//! - this module: the command line (clap) and the exit-code policy;
+//! - [`client`]: a blocking HTTP client for ferryd's dtn7-compatible API, with
+//!   the error messages a person can act on;
+//! - [`send`], [`recv`]: create a bundle, receive bundles on an endpoint;
+//! - [`bundles`], [`status`]: inspect and manage the node's store;
+//! - [`decode`]: decode and validate a bundle offline (no daemon involved);
+//! - [`bench`]: measure durable ingest through the API;
+//! - [`fmt`]: small text helpers shared by the commands (hex, durations, tables).
+//!
+//! Exit codes: 0 success; 1 failure (an error message on stderr), and for
+//! `bundle decode` "the bundle is invalid"; 2 for `bundle decode` when the input
+//! could not be read at all (grep's convention: 1 is a verdict, 2 is trouble).
+
+pub mod bench;
+pub mod bundles;
+pub mod client;
+pub mod decode;
+pub mod fmt;
+pub mod recv;
+pub mod send;
+pub mod status;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The address ferryd's API listens on by default (dtn7-rs's port).
+pub const DEFAULT_API: &str = "http://127.0.0.1:3000";
+
+/// Command-line client of ferryd, the Ferry DTN router.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version)]
+pub struct Cli {
+    /// Base URL of ferryd's HTTP API.
+    #[arg(long, global = true, env = "FERRY_API", default_value = DEFAULT_API, value_name = "URL")]
+    pub api: String,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Send a file (or standard input) as a bundle.
+    Send(send::SendArgs),
+    /// Register an endpoint and receive bundles addressed to it.
+    Recv(recv::RecvArgs),
+    /// List, show and delete the bundles in the node's store.
+    Bundles {
+        #[command(subcommand)]
+        command: bundles::BundlesCommand,
+    },
+    /// Show the node's status: node ID, bundles, store, registrations, peers.
+    Status,
+    /// Work on bundle files without a daemon.
+    Bundle {
+        #[command(subcommand)]
+        command: BundleCommand,
+    },
+    /// Measure ferryd's performance.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Decode and validate a bundle; print it as JSON. Exit 0 if valid, 1 if not.
+    Decode(DecodeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DecodeArgs {
+    /// The input is hex text (whitespace and lines starting with '#' are ignored).
+    #[arg(long)]
+    pub hex: bool,
+    /// The bundle file; '-' reads standard input.
+    #[arg(value_name = "FILE|-")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Push bundles into ferryd's durable store as fast as it takes them.
+    Ingest(bench::IngestArgs),
+}
+
+/// Runs the command line of this process and turns the outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("ferry: {}", fmt::error_chain(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let json = cli.json;
+    match cli.command {
+        Command::Send(args) => send::run(&client::Api::new(&cli.api)?, &args, json),
+        Command::Recv(args) => recv::run(&client::Api::new(&cli.api)?, &args, json),
+        Command::Bundles { command } => bundles::run(&client::Api::new(&cli.api)?, &command, json),
+        Command::Status => status::run(&client::Api::new(&cli.api)?, json),
+        Command::Bundle { command: BundleCommand::Decode(args) } => Ok(decode::run(&args)),
+        Command::Bench { command: BenchCommand::Ingest(args) } => bench::run(&cli.api, &args),
+    }
+}

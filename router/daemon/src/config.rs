@@ -1,0 +1,420 @@
+//! ferryd's configuration: one TOML file, overridden by command-line flags.
+//!
+//! ```toml
+//! node_id = "dtn://camp/"          # default: generated once, kept in the store
+//! data_dir = "/var/lib/ferry"      # default: $FERRY_DATA_DIR or $XDG_DATA_HOME/ferry
+//! router = "static"                # "epidemic" (default) or "static"
+//! default_lifetime = "1h"          # for /send without ?lifetime
+//! hop_limit = 32                   # put on bundles created here (1..=255)
+//! log = "info"                     # tracing filter when RUST_LOG is unset
+//!
+//! [api]
+//! listen = "127.0.0.1:3000"
+//! allow_remote = false             # listening elsewhere than loopback needs this
+//!
+//! [[routes]]
+//! pattern = "dtn://far/*"
+//! via = "dtn://gateway/"
+//! ```
+//!
+//! Unknown keys are errors. Every error names the file, the line and the key.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ferry_core::eid::Eid;
+use ferry_core::router::StaticRoute;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The API's default listen address (dtnd's port).
+pub const DEFAULT_API: &str = "127.0.0.1:3000";
+/// Lifetime of bundles sent without one.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// Hop limit put on bundles created here when the config names none.
+pub const DEFAULT_HOP_LIMIT: u64 = 32;
+
+/// The file as written. Values that need checking keep their position so that
+/// an error can point at them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub node_id: Option<Spanned<String>>,
+    pub data_dir: Option<PathBuf>,
+    pub router: Option<Spanned<String>>,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    pub default_lifetime: Option<Spanned<String>>,
+    pub hop_limit: Option<Spanned<u64>>,
+    pub log: Option<String>,
+    #[serde(default)]
+    pub api: ApiConfig,
+}
+
+/// `[api]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    pub listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub allow_remote: bool,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub pattern: String,
+    pub via: Spanned<String>,
+}
+
+/// Which routing algorithm the node runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouterChoice {
+    Epidemic,
+    Static(Vec<StaticRoute>),
+}
+
+/// What the command line may override.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub api: Option<String>,
+    pub node_id: Option<String>,
+}
+
+/// The settings ferryd runs with: file, flags and defaults merged and checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `None`: use the one in the store, or generate one.
+    pub node_id: Option<Eid>,
+    pub data_dir: PathBuf,
+    pub router: RouterChoice,
+    pub default_lifetime: Duration,
+    pub hop_limit: u64,
+    /// Tracing filter used when RUST_LOG is unset.
+    pub log: Option<String>,
+    /// Where the API listens (resolved).
+    pub api: SocketAddr,
+    pub allow_remote: bool,
+    /// Things worth logging once logging is set up (e.g. ignored settings).
+    pub warnings: Vec<String>,
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The file is not valid TOML, has an unknown key, or a value of the wrong type.
+    #[error("{path}:{line}:{column}: {message}{key}\n    {text}", key = key_note(.key))]
+    Syntax { path: PathBuf, line: usize, column: usize, key: Option<String>, message: String, text: String },
+    /// The file is valid TOML but a value is not acceptable.
+    #[error("{path}:{line}: `{key}`: {message}")]
+    Value { path: PathBuf, line: usize, key: String, message: String },
+    /// A command-line value is not acceptable.
+    #[error("{flag}: {message}")]
+    Flag { flag: &'static str, message: String },
+    /// No data folder was given and no home folder is known.
+    #[error("no data folder: set --data-dir, data_dir in the config, FERRY_DATA_DIR or HOME")]
+    NoDataDir,
+    /// The API would listen on a non-loopback address without `api.allow_remote = true`.
+    #[error(
+        "refusing to serve the API on {addr}, which is not a loopback address: anyone who can reach it could \
+         send, read and delete bundles. Set `allow_remote = true` under [api] in the config to do it anyway"
+    )]
+    RemoteApi { addr: SocketAddr },
+}
+
+fn key_note(key: &Option<String>) -> String {
+    match key {
+        Some(k) => format!(" (key `{k}`)"),
+        None => String::new(),
+    }
+}
+
+/// Where a config value came from, for error messages.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    }
+
+    fn value_error<T>(&self, spanned: &Spanned<T>, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Value {
+            path: self.path.to_owned(),
+            line: self.line_of(spanned.span().start),
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl FileConfig {
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<(FileConfig, String), ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let cfg = FileConfig::parse(path, &text)?;
+        Ok((cfg, text))
+    }
+
+    /// Parses config text; `path` is only used in error messages.
+    pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| syntax_error(path, text, &e))
+    }
+}
+
+/// Turns toml's error into one that names the file, the line and, when it can be
+/// told, the key.
+fn syntax_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let offset = e.span().map(|s| s.start).unwrap_or(0).min(text.len());
+    let line_start = text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line_end = text[offset..].find('\n').map(|i| offset + i).unwrap_or(text.len());
+    let line_text = text[line_start..line_end].trim_end_matches('\r');
+    let line = text[..offset].matches('\n').count() + 1;
+    let column = text[line_start..offset].chars().count() + 1;
+    // `key = value`: the key is what stands before the '=' on that line.
+    let key = line_text
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_owned())
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    ConfigError::Syntax {
+        path: path.to_owned(),
+        line,
+        column,
+        key,
+        message: e.message().trim().to_owned(),
+        text: line_text.to_owned(),
+    }
+}
+
+/// The default data folder: `$FERRY_DATA_DIR`, else `$XDG_DATA_HOME/ferry`, else
+/// `~/.local/share/ferry`.
+pub fn default_data_dir() -> Option<PathBuf> {
+    let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(d) = nonempty("FERRY_DATA_DIR") {
+        return Some(d);
+    }
+    if let Some(d) = nonempty("XDG_DATA_HOME") {
+        return Some(d.join("ferry"));
+    }
+    nonempty("HOME").map(|h| h.join(".local/share/ferry"))
+}
+
+/// Parses a lifetime as dtn7 does (humantime: `90s`, `1h 30m`), or a bare
+/// number of milliseconds.
+pub fn parse_lifetime(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse::<u64>().map(Duration::from_millis).map_err(|e| e.to_string());
+    }
+    humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration like 90s, 1h or 2days ({e})"))
+}
+
+fn parse_node_id(s: &str) -> Result<Eid, String> {
+    let eid: Eid = s.parse().map_err(|e| format!("`{s}` is not an endpoint ID: {e}"))?;
+    if !eid.is_node_id() {
+        return Err(format!("`{s}` is not a node ID (dtn://name/ or ipn:N.0)"));
+    }
+    Ok(eid)
+}
+
+fn resolve_listen(s: &str) -> Result<SocketAddr, String> {
+    let addrs: Vec<SocketAddr> =
+        s.to_socket_addrs().map_err(|e| format!("`{s}` is not an ADDRESS:PORT to listen on ({e})"))?.collect();
+    // Prefer IPv4 (the tools dial 127.0.0.1 by default).
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("`{s}` resolves to no address"))
+}
+
+impl Settings {
+    /// Merges the file (if any), the flags and the defaults, checking every value.
+    pub fn build(file: Option<(&Path, &str, FileConfig)>, flags: &Overrides) -> Result<Settings, ConfigError> {
+        let empty = FileConfig::default();
+        let (src, cfg) = match &file {
+            Some((path, text, cfg)) => (Some(Source { path, text }), cfg),
+            None => (None, &empty),
+        };
+        let src = src.unwrap_or(Source { path: Path::new("<none>"), text: "" });
+
+        let node_id = match (&flags.node_id, &cfg.node_id) {
+            (Some(s), _) => Some(parse_node_id(s).map_err(|message| ConfigError::Flag { flag: "--node-id", message })?),
+            (None, Some(s)) => Some(parse_node_id(s.get_ref()).map_err(|m| src.value_error(s, "node_id", m))?),
+            (None, None) => None,
+        };
+
+        let data_dir = match (&flags.data_dir, &cfg.data_dir) {
+            (Some(d), _) => d.clone(),
+            (None, Some(d)) => d.clone(),
+            (None, None) => default_data_dir().ok_or(ConfigError::NoDataDir)?,
+        };
+
+        let mut warnings = vec![];
+        let mut routes = vec![];
+        for r in &cfg.routes {
+            let via = parse_node_id(r.via.get_ref()).map_err(|m| src.value_error(&r.via, "via", m))?;
+            routes.push(StaticRoute { pattern: r.pattern.clone(), via });
+        }
+        let router = match cfg.router.as_ref().map(|r| (r, r.get_ref().as_str())) {
+            None | Some((_, "epidemic")) => {
+                if !routes.is_empty() {
+                    warnings.push("[[routes]] are ignored by the epidemic router; set router = \"static\"".to_owned());
+                }
+                RouterChoice::Epidemic
+            }
+            Some((_, "static")) => RouterChoice::Static(routes),
+            Some((r, other)) => {
+                return Err(src.value_error(r, "router", format!("unknown router `{other}` (epidemic or static)")))
+            }
+        };
+
+        let default_lifetime = match &cfg.default_lifetime {
+            Some(s) => {
+                let d = parse_lifetime(s.get_ref()).map_err(|m| src.value_error(s, "default_lifetime", m))?;
+                if d.is_zero() {
+                    return Err(src.value_error(s, "default_lifetime", "must be greater than zero"));
+                }
+                d
+            }
+            None => DEFAULT_LIFETIME,
+        };
+
+        let hop_limit = match &cfg.hop_limit {
+            // RFC 9171 §4.4.3: the hop limit is in 1..=255.
+            Some(h) if !(1..=255).contains(h.get_ref()) => {
+                return Err(src.value_error(h, "hop_limit", "must be between 1 and 255 (RFC 9171 §4.4.3)"))
+            }
+            Some(h) => *h.get_ref(),
+            None => DEFAULT_HOP_LIMIT,
+        };
+
+        let api = match (&flags.api, &cfg.api.listen) {
+            (Some(a), _) => resolve_listen(a).map_err(|message| ConfigError::Flag { flag: "--api", message })?,
+            (None, Some(a)) => resolve_listen(a.get_ref()).map_err(|m| src.value_error(a, "api.listen", m))?,
+            (None, None) => {
+                resolve_listen(DEFAULT_API).map_err(|message| ConfigError::Flag { flag: "--api", message })?
+            }
+        };
+        let allow_remote = cfg.api.allow_remote;
+        if !api.ip().is_loopback() && !allow_remote {
+            return Err(ConfigError::RemoteApi { addr: api });
+        }
+
+        Ok(Settings {
+            node_id,
+            data_dir,
+            router,
+            default_lifetime,
+            hop_limit,
+            log: cfg.log.clone(),
+            api,
+            allow_remote,
+            warnings,
+        })
+    }
+
+    /// Loads `path` (if given) and merges it with the flags.
+    pub fn load(path: Option<&Path>, flags: &Overrides) -> Result<Settings, ConfigError> {
+        match path {
+            Some(p) => {
+                let (cfg, text) = FileConfig::load(p)?;
+                Settings::build(Some((p, &text, cfg)), flags)
+            }
+            None => Settings::build(None, flags),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(text: &str) -> Result<Settings, ConfigError> {
+        let path = Path::new("ferry.toml");
+        let flags = Overrides { data_dir: Some("/tmp/x".into()), ..Default::default() };
+        let cfg = FileConfig::parse(path, text)?;
+        Settings::build(Some((path, text, cfg)), &flags)
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let s = settings(
+            "node_id = \"dtn://camp/\"\nrouter = \"static\"\ndefault_lifetime = \"2h\"\nhop_limit = 8\n\
+             [api]\nlisten = \"127.0.0.1:4000\"\n[[routes]]\npattern = \"dtn://far/*\"\nvia = \"dtn://gw/\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.node_id, Some("dtn://camp/".parse().unwrap()));
+        assert_eq!(s.default_lifetime, Duration::from_secs(7200));
+        assert_eq!(s.hop_limit, 8);
+        assert_eq!(s.api, "127.0.0.1:4000".parse().unwrap());
+        assert_eq!(
+            s.router,
+            RouterChoice::Static(vec![StaticRoute {
+                pattern: "dtn://far/*".into(),
+                via: "dtn://gw/".parse().unwrap()
+            }])
+        );
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = settings("router = \"epidemic\"\n\nnode_idd = \"dtn://x/\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("ferry.toml:3:"), "{e}");
+        assert!(e.contains("node_idd"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_line_and_key() {
+        let e = settings("hop_limit = \"many\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("ferry.toml:1:"), "{e}");
+        assert!(e.contains("hop_limit"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_line_and_key() {
+        let e = settings("\nnode_id = \"dtn://camp/mail\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("ferry.toml:2: `node_id`"), "{e}");
+        let e = settings("router = \"prophet\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("ferry.toml:1: `router`"), "{e}");
+        let e = settings("[[routes]]\npattern = \"*\"\nvia = \"nowhere\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("ferry.toml:3: `via`"), "{e}");
+        let e = settings("hop_limit = 0\n").unwrap_err().to_string();
+        assert!(e.contains("`hop_limit`"), "{e}");
+        let e = settings("[api]\nlisten = \"0.0.0.0:3000\"\n").unwrap_err().to_string();
+        assert!(e.contains("allow_remote"), "{e}");
+        assert!(settings("[api]\nlisten = \"0.0.0.0:3000\"\nallow_remote = true\n").is_ok());
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let path = Path::new("f.toml");
+        let text = "node_id = \"dtn://a/\"\n[api]\nlisten = \"127.0.0.1:1\"\n";
+        let cfg = FileConfig::parse(path, text).unwrap();
+        let flags =
+            Overrides { data_dir: Some("/d".into()), api: Some("127.0.0.1:2".into()), node_id: Some("ipn:7.0".into()) };
+        let s = Settings::build(Some((path, text, cfg)), &flags).unwrap();
+        assert_eq!(s.api.port(), 2);
+        assert_eq!(s.node_id, Some(Eid::ipn_node(7)));
+    }
+
+    #[test]
+    fn lifetimes() {
+        assert_eq!(parse_lifetime("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_lifetime("1500").unwrap(), Duration::from_millis(1500));
+        assert!(parse_lifetime("soon").is_err());
+    }
+}

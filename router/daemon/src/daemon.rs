@@ -1,0 +1,1111 @@
+//! The async driver: runs a [`Node`] against a durable store on tokio.
+//!
+//! It follows the same rules as ferry-core's `SyncDriver`, with concurrency:
+//!
+//! - the node sits behind a `std::sync::Mutex` that is held only to call one
+//!   input and drain every action it produced — never across an `.await` and
+//!   never across a store call;
+//! - the drained actions are then carried out in order by the caller's task;
+//!   store calls run on the blocking pool, so many API calls can have a `put`
+//!   in flight at once and the store's group commit turns them into one sync;
+//! - an API call reports success for a bundle only once its
+//!   [`Action::Persist`] completed (the storage promise: what Ferry
+//!   acknowledged is on disk first);
+//! - deliveries wait in per-endpoint queues in memory until an application
+//!   fetches them (`/endpoint`) or a websocket subscriber takes them; the node
+//!   is told the bundle was delivered only then, and the resulting deletion is
+//!   made durable before the application gets the bytes (see
+//!   [`Daemon::take_delivery`]);
+//! - a timer task calls [`Node::handle_timeout`] at [`Node::poll_timeout`], re-armed after
+//!   every batch of actions, so bundles expire (with their deletion reports)
+//!   while nobody calls the API.
+//!
+//! At start-up the node ID, the registrations and the configured peers come
+//! back from the store's state, then every stored bundle is fed to
+//! [`Node::handle_recovered`]: delivery queues refill and routing resumes.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use ferry_core::admin::ReasonCode;
+use ferry_core::bundle::{Bundle, BundleId, BundleMeta, CrcType, DtnTime};
+use ferry_core::codec;
+use ferry_core::eid::Eid;
+use ferry_core::node::{transmission, Action, Node, NodeStats, Rejected, SendError, SendRequest, Transmit};
+use ferry_core::store::{MemStore, Store, StoreError, StoreStats};
+use ferry_core::time::Clock;
+use ferry_store::RocksStore;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Notify};
+
+use crate::cla::Cla;
+use crate::shutdown::Shutdown;
+
+/// Store state key of the node ID.
+pub const STATE_NODE_ID: &str = "node_id";
+/// Store state key of the registrations (newline-separated EIDs).
+pub const STATE_REGISTRATIONS: &str = "registrations";
+/// Store state key of the configured peers (JSON).
+pub const STATE_PEERS: &str = "peers";
+
+/// First sequence number of the timestamps [`Daemon::creation_timestamp`] hands out.
+pub const CTS_SEQ_BASE: u64 = 1 << 32;
+
+/// A store the daemon can run on: a [`Store`] that can also be flushed and
+/// closed on shutdown.
+pub trait DurableStore: Store {
+    /// Makes everything written so far durable and cheap to reopen.
+    fn flush(&self) -> Result<(), StoreError>;
+    /// Finishes queued writes; writes after it fail.
+    fn close(&self) -> Result<(), StoreError>;
+    /// Synced write batches and the writes they carried, if the store counts
+    /// them (`writes / syncs` is the mean group-commit size).
+    fn sync_stats(&self) -> Option<SyncStats> {
+        None
+    }
+}
+
+/// How well group commit works: syncs and the writes they carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct SyncStats {
+    pub syncs: u64,
+    pub writes: u64,
+}
+
+impl DurableStore for RocksStore {
+    fn flush(&self) -> Result<(), StoreError> {
+        RocksStore::flush(self)
+    }
+    fn close(&self) -> Result<(), StoreError> {
+        RocksStore::close(self)
+    }
+    fn sync_stats(&self) -> Option<SyncStats> {
+        let c = self.commit_stats();
+        Some(SyncStats { syncs: c.batches, writes: c.writes })
+    }
+}
+
+/// For tests: nothing to flush.
+impl DurableStore for MemStore {
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn close(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// Why an API operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// The node would not create the bundle.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// The node would not take the bundle.
+    #[error(transparent)]
+    Rejected(#[from] Rejected),
+    /// The store failed; nothing was acknowledged.
+    #[error("storage failed: {0}")]
+    Store(#[from] StoreError),
+    /// Writing the bundle to the store failed; the bundle was not accepted.
+    #[error("storing bundle {id} failed: {reason}")]
+    NotStored { id: BundleId, reason: String },
+    /// No application is registered on the endpoint.
+    #[error("no such endpoint registered: {0}")]
+    NotRegistered(Eid),
+    /// A blocking task died (a panic in the store engine).
+    #[error("a storage task failed: {0}")]
+    Task(String),
+    /// A peer URL that is not `<cla>://<host>:<port>/<node>`.
+    #[error("malformed peer URL `{0}` (expected e.g. tcp://192.0.2.1:4556/node2)")]
+    PeerUrl(String),
+    /// The state stored under a key does not parse.
+    #[error("corrupt node state `{key}`: {reason}")]
+    CorruptState { key: &'static str, reason: String },
+}
+
+/// What became of a bundle handed to [`Daemon::receive`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// Stored durably now.
+    Stored(BundleId),
+    /// This node already had it (durably).
+    Duplicate(BundleId),
+}
+
+/// Whether a configured peer is dialled again after it goes away (dtn7's
+/// `p_t=STATIC|DYNAMIC`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerType {
+    Static,
+    Dynamic,
+}
+
+/// A peer the operator configured (`/peers/add`). Nothing dials it until a
+/// convergence layer that speaks `cla` is loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfiguredPeer {
+    /// The peer's node ID.
+    pub eid: String,
+    /// Convergence layer name from the URL scheme ("tcp", "mtcp").
+    pub cla: String,
+    pub addr: String,
+    pub port: Option<u16>,
+    pub con_type: PeerType,
+    /// Whether a session with it is up (never, until CLAs exist).
+    pub connected: bool,
+}
+
+impl ConfiguredPeer {
+    /// Parses dtn7's peer URL: `<cla>://<host>[:<port>]/<node>`, where `<node>`
+    /// is a name (`node2` → `dtn://node2/`), a number (`23` → `ipn:23.0`) or a
+    /// node ID.
+    pub fn parse(url: &str, con_type: PeerType) -> Result<ConfiguredPeer, DaemonError> {
+        let bad = || DaemonError::PeerUrl(url.to_owned());
+        let (cla, rest) = url.split_once("://").ok_or_else(bad)?;
+        let (hostport, node) = rest.split_once('/').ok_or_else(bad)?;
+        if cla.is_empty() || !cla.bytes().all(|b| b.is_ascii_alphanumeric()) || hostport.is_empty() {
+            return Err(bad());
+        }
+        let (addr, port) = if let Some(rest) = hostport.strip_prefix('[') {
+            // [v6 address]:port
+            let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':').ok_or_else(bad)?.parse::<u16>().map_err(|_| bad())?),
+            };
+            (format!("[{host}]"), port)
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h.to_owned(), Some(p.parse::<u16>().map_err(|_| bad())?)),
+                None => (hostport.to_owned(), None),
+            }
+        };
+        let node = node.trim_end_matches('/');
+        let eid = if node.starts_with("dtn:") || node.starts_with("ipn:") {
+            let e: Eid = node.parse().map_err(|_| bad())?;
+            e.node_id()
+        } else if !node.is_empty() && node.bytes().all(|b| b.is_ascii_digit()) {
+            Eid::ipn_node(node.parse().map_err(|_| bad())?)
+        } else {
+            Eid::dtn_node(node).map_err(|_| bad())?
+        };
+        Ok(ConfiguredPeer { eid: eid.to_string(), cla: cla.to_owned(), addr, port, con_type, connected: false })
+    }
+}
+
+/// Outcomes of the persists one [`Daemon::execute`] call carried out.
+#[derive(Debug, Default)]
+pub struct Executed {
+    persisted: Vec<(BundleId, Result<(), String>)>,
+}
+
+impl Executed {
+    /// How the persist of `id` went, if this call carried it out.
+    pub fn persist_of(&self, id: &BundleId) -> Option<&Result<(), String>> {
+        self.persisted.iter().find(|(i, _)| i == id).map(|(_, r)| r)
+    }
+}
+
+/// Options the daemon runs with (besides the node's own).
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// Lifetime of bundles sent through the API without one.
+    pub default_lifetime: Duration,
+}
+
+/// A bundle's place in the daemon, for listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BundleState {
+    /// Being written to the store.
+    Persisting,
+    /// In an endpoint's queue, waiting for the application to fetch it.
+    Deliverable,
+    /// Being handed to an application right now.
+    Delivering,
+    /// For an endpoint of this node that no application has registered.
+    WaitingForApplication,
+    /// For another node, waiting for a contact.
+    WaitingForContact,
+}
+
+impl BundleState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BundleState::Persisting => "persisting",
+            BundleState::Deliverable => "deliverable",
+            BundleState::Delivering => "delivering",
+            BundleState::WaitingForApplication => "waiting_for_application",
+            BundleState::WaitingForContact => "waiting_for_contact",
+        }
+    }
+}
+
+/// The bundle protocol agent of ferryd: the node, its store, and what the
+/// applications are waiting for. Shared as `Arc<Daemon>` by every task.
+pub struct Daemon {
+    node: Mutex<Node>,
+    store: Arc<dyn DurableStore>,
+    clock: Arc<dyn Clock>,
+    cla: Arc<dyn Cla>,
+    options: DaemonOptions,
+    /// Bundles handed to an endpoint (Deliver) that no application took yet.
+    queues: Mutex<HashMap<Eid, VecDeque<BundleId>>>,
+    /// Bumped whenever a queue gets a bundle; websocket subscribers watch it.
+    deliveries: watch::Sender<u64>,
+    /// Re-arms the timer task.
+    timer: Notify,
+    /// Bundles whose Persist is running; `true` when a Delete came meanwhile.
+    persisting: Mutex<HashMap<BundleId, bool>>,
+    /// Woken when a persist finishes (for duplicates that wait on the first copy).
+    persist_done: Notify,
+    /// Serializes writes of node state so that the newest snapshot wins.
+    state_writes: tokio::sync::Mutex<()>,
+    peers: Mutex<BTreeMap<String, ConfiguredPeer>>,
+    /// Last timestamp handed out by [`Daemon::creation_timestamp`].
+    last_cts: Mutex<(DtnTime, u64)>,
+    started: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here is a few map operations that leave the data
+    // consistent; a panic in one must not take the daemon down with it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn drain(node: &mut Node) -> Vec<Action> {
+    std::iter::from_fn(|| node.poll_action()).collect()
+}
+
+/// Runs a store call on the blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, DaemonError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| DaemonError::Task(e.to_string()))
+}
+
+/// Reads the node ID kept in the store's state, if any.
+pub fn stored_node_id(store: &dyn Store) -> Result<Option<Eid>, DaemonError> {
+    let Some(raw) = store.get_state(STATE_NODE_ID)? else { return Ok(None) };
+    let text =
+        String::from_utf8(raw).map_err(|e| DaemonError::CorruptState { key: STATE_NODE_ID, reason: e.to_string() })?;
+    let eid: Eid = text.trim().parse().map_err(|e: ferry_core::eid::EidError| DaemonError::CorruptState {
+        key: STATE_NODE_ID,
+        reason: e.to_string(),
+    })?;
+    Ok(Some(eid))
+}
+
+/// A fresh node ID: `dtn://<8 random hex digits>/`.
+pub fn random_node_id() -> Eid {
+    let name = format!("{:08x}", rand::random::<u32>());
+    Eid::dtn_node(&name).unwrap_or_else(|_| Eid::ipn_node(u64::from(rand::random::<u32>())))
+}
+
+/// The CRC type of a bundle's primary block, read from its first bytes
+/// without decoding the rest; `None` if they are not the start of a bundle.
+fn primary_crc_type(bytes: &[u8]) -> Option<u64> {
+    // 0x9f (indefinite array), a primary block array of 8–11, version 7.
+    if bytes.first() != Some(&0x9f) || !(0x88..=0x8b).contains(bytes.get(1)?) || bytes.get(2) != Some(&0x07) {
+        return None;
+    }
+    let mut at = 3;
+    let mut uint = || -> Option<u64> {
+        let head = *bytes.get(at)?;
+        if head >> 5 != 0 {
+            return None;
+        }
+        let n = match head & 0x1f {
+            v @ 0..=23 => {
+                at += 1;
+                return Some(u64::from(v));
+            }
+            24 => 1,
+            25 => 2,
+            26 => 4,
+            27 => 8,
+            _ => return None,
+        };
+        let raw = bytes.get(at + 1..at + 1 + n)?;
+        at += 1 + n;
+        Some(raw.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+    };
+    let _flags = uint()?;
+    uint()
+}
+
+/// dtn7-rs's tools (dtnsend, its `/send`) build bundles whose primary block
+/// has no CRC and that carry no BIB, which RFC 9171 §4.3.1 forbids and the
+/// node refuses. Handed in by a local application, such a bundle loses
+/// nothing by getting the CRC-32C it lacks, so it gets one (the canonical
+/// blocks are kept byte for byte; the bundle ID does not change). Anything
+/// else passes through untouched.
+pub fn protect_primary(bytes: Vec<u8>) -> Vec<u8> {
+    if primary_crc_type(&bytes) != Some(0) {
+        return bytes;
+    }
+    if !matches!(codec::decode(&bytes), Err(codec::DecodeError::PrimaryCrcMissing)) {
+        return bytes;
+    }
+    let lenient = codec::DecodeOptions::strict().allow_unprotected_primary(true);
+    let Ok(bundle) = codec::decode_with(&bytes, &lenient) else { return bytes };
+    let mut primary = bundle.primary.clone();
+    primary.crc_type = CrcType::Crc32c;
+    let mut out = Vec::with_capacity(bytes.len() + 8);
+    out.push(0x9f);
+    codec::encode_primary_block(&mut out, &primary, primary.flags, primary.fragment);
+    for block in &bundle.blocks {
+        match bytes.get(block.range.clone()) {
+            Some(b) => out.extend_from_slice(b),
+            None => return bytes,
+        }
+    }
+    out.push(0xff);
+    tracing::debug!(bundle = %bundle.id(), "gave an unprotected primary block a CRC-32C");
+    out
+}
+
+impl Daemon {
+    /// Starts the daemon on `store` with `node` (which has the final node ID):
+    /// restores registrations and peers, recovers every stored bundle.
+    /// Blocking store reads happen on the blocking pool.
+    pub async fn start(
+        node: Node,
+        store: Arc<dyn DurableStore>,
+        clock: Arc<dyn Clock>,
+        cla: Arc<dyn Cla>,
+        options: DaemonOptions,
+    ) -> Result<Arc<Daemon>, DaemonError> {
+        let s = Arc::clone(&store);
+        let (registrations, peers, metas) = blocking(move || -> Result<_, DaemonError> {
+            let regs = s.get_state(STATE_REGISTRATIONS)?.unwrap_or_default();
+            let peers = s.get_state(STATE_PEERS)?;
+            let metas = s.all_meta()?;
+            Ok((regs, peers, metas))
+        })
+        .await??;
+
+        let registrations: Vec<Eid> = String::from_utf8_lossy(&registrations)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter_map(|l| match l.trim().parse::<Eid>() {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    tracing::warn!(line = l, error = %e, "skipping a stored registration that does not parse");
+                    None
+                }
+            })
+            .collect();
+        let peers: BTreeMap<String, ConfiguredPeer> = match peers {
+            Some(raw) => serde_json::from_slice(&raw)
+                .map_err(|e| DaemonError::CorruptState { key: STATE_PEERS, reason: e.to_string() })?,
+            None => BTreeMap::new(),
+        };
+
+        let daemon = Arc::new(Daemon {
+            node: Mutex::new(node),
+            store,
+            clock,
+            cla,
+            options,
+            queues: Mutex::new(HashMap::new()),
+            deliveries: watch::channel(0).0,
+            timer: Notify::new(),
+            persisting: Mutex::new(HashMap::new()),
+            persist_done: Notify::new(),
+            state_writes: tokio::sync::Mutex::new(()),
+            peers: Mutex::new(peers),
+            last_cts: Mutex::new((0, 0)),
+            started: Instant::now(),
+        });
+
+        let n_regs = registrations.len();
+        let n_bundles = metas.len();
+        let ((), actions) = daemon.input(|node, now| {
+            for eid in registrations {
+                node.register(now, eid);
+            }
+            for meta in metas {
+                node.handle_recovered(now, meta);
+            }
+        });
+        daemon.execute(actions).await;
+        tracing::info!(
+            node_id = %daemon.node_id(),
+            registrations = n_regs,
+            bundles = n_bundles,
+            cla = daemon.cla.name(),
+            "node recovered"
+        );
+        Ok(daemon)
+    }
+
+    // ----- the driver loop -----
+
+    fn node(&self) -> MutexGuard<'_, Node> {
+        lock(&self.node)
+    }
+
+    /// Calls one input on the node and drains every action it produced.
+    fn input<R>(&self, f: impl FnOnce(&mut Node, DtnTime) -> R) -> (R, Vec<Action>) {
+        let mut node = self.node();
+        let now = self.clock.now();
+        let r = f(&mut node, now);
+        let actions = drain(&mut node);
+        (r, actions)
+    }
+
+    /// Carries out `actions` in order, and the actions that follow from them,
+    /// until none are left. Consecutive persists run concurrently so that they
+    /// share a sync.
+    pub async fn execute(&self, actions: Vec<Action>) -> Executed {
+        let mut work: VecDeque<Action> = actions.into();
+        let mut done = Executed::default();
+        while let Some(action) = work.pop_front() {
+            match action {
+                Action::Persist { meta, bytes } => {
+                    let mut batch = vec![(meta, bytes)];
+                    while let Some(Action::Persist { .. }) = work.front() {
+                        if let Some(Action::Persist { meta, bytes }) = work.pop_front() {
+                            batch.push((meta, bytes));
+                        }
+                    }
+                    let more = self.persist(batch, &mut done).await;
+                    work.extend(more);
+                }
+                Action::UpdateMeta(meta) => {
+                    let store = Arc::clone(&self.store);
+                    let id = meta.id.clone();
+                    match blocking(move || store.update_meta(&meta)).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::error!(bundle = %id, error = %e, "updating bundle metadata failed"),
+                        Err(e) => tracing::error!(bundle = %id, error = %e, "updating bundle metadata failed"),
+                    }
+                }
+                Action::Delete { id, reason } => {
+                    tracing::debug!(bundle = %id, ?reason, "deleting bundle");
+                    self.unqueue(&id);
+                    if let Some(pending) = lock(&self.persisting).get_mut(&id) {
+                        // Its write is still running: delete it once that is done.
+                        *pending = true;
+                        continue;
+                    }
+                    self.delete_stored(id).await;
+                }
+                Action::Deliver { id, endpoint } => {
+                    tracing::debug!(bundle = %id, %endpoint, "bundle ready for delivery");
+                    lock(&self.queues).entry(endpoint).or_default().push_back(id);
+                    self.deliveries.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                Action::Transmit(t) => work.extend(self.transmit(t).await),
+                Action::Reassemble { parts } => work.extend(self.reassemble(parts).await),
+            }
+        }
+        self.timer.notify_one();
+        done
+    }
+
+    async fn persist(&self, batch: Vec<(BundleMeta, Vec<u8>)>, done: &mut Executed) -> Vec<Action> {
+        {
+            let mut p = lock(&self.persisting);
+            for (meta, _) in &batch {
+                p.insert(meta.id.clone(), false);
+            }
+        }
+        let ids: Vec<BundleId> = batch.iter().map(|(m, _)| m.id.clone()).collect();
+        let writes = batch.into_iter().map(|(meta, bytes)| {
+            let store = Arc::clone(&self.store);
+            blocking(move || store.put(&meta, &bytes))
+        });
+        let results = futures_util::future::join_all(writes).await;
+
+        let mut more = vec![];
+        for (id, result) in ids.into_iter().zip(results) {
+            let result: Result<(), String> = match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = &result {
+                tracing::error!(bundle = %id, error = %e, "storing bundle failed; it is not accepted");
+            }
+            let ok = result.is_ok();
+            let delete_after = lock(&self.persisting).remove(&id).unwrap_or(false);
+            let ((), actions) = self.input(|node, now| node.handle_persisted(now, &id, ok));
+            more.extend(actions);
+            if delete_after && ok {
+                self.delete_stored(id.clone()).await;
+            }
+            done.persisted.push((id, result));
+        }
+        self.persist_done.notify_waiters();
+        more
+    }
+
+    async fn delete_stored(&self, id: BundleId) {
+        let store = Arc::clone(&self.store);
+        let what = id.clone();
+        match blocking(move || store.delete(&what)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(bundle = %id, error = %e, "deleting bundle from the store failed"),
+            Err(e) => tracing::error!(bundle = %id, error = %e, "deleting bundle from the store failed"),
+        }
+    }
+
+    async fn transmit(&self, t: Transmit) -> Vec<Action> {
+        let store = Arc::clone(&self.store);
+        let cla = Arc::clone(&self.cla);
+        let order = t.clone();
+        let outcome = blocking(move || {
+            let prepared = match store.get_bytes(&order.id) {
+                Ok(Some(bytes)) => transmission(&bytes, &order).map_err(|e| e.to_string()),
+                Ok(None) => Err("bundle to transmit is not in the store".to_owned()),
+                Err(e) => Err(e.to_string()),
+            };
+            match prepared {
+                Ok(bundles) => cla.transmit(order.peer, &order.id, &bundles),
+                Err(what) => {
+                    tracing::error!(bundle = %order.id, error = what, "cannot prepare bundle for transmission");
+                    ferry_core::node::TransmitOutcome::Failed
+                }
+            }
+        })
+        .await
+        .unwrap_or(ferry_core::node::TransmitOutcome::Failed);
+        let ((), actions) = self.input(|node, now| node.handle_transmitted(now, t.peer, &t.id, outcome));
+        actions
+    }
+
+    async fn reassemble(&self, parts: Vec<BundleId>) -> Vec<Action> {
+        let store = Arc::clone(&self.store);
+        let ids = parts.clone();
+        let whole = blocking(move || -> Option<Vec<u8>> {
+            let loaded: Vec<Vec<u8>> =
+                ids.iter().map(|id| store.get_bytes(id).ok().flatten()).collect::<Option<_>>()?;
+            let decoded: Vec<Bundle> = loaded.iter().map(|b| codec::decode(b)).collect::<Result<_, _>>().ok()?;
+            let pairs: Vec<(&[u8], &Bundle)> = loaded.iter().map(|b| b.as_slice()).zip(decoded.iter()).collect();
+            codec::reassemble(&pairs).ok()
+        })
+        .await
+        .ok()
+        .flatten();
+        let ((), actions) = self.input(|node, now| match whole {
+            Some(bytes) => {
+                if let Err(e) = node.handle_received(now, bytes, None) {
+                    tracing::warn!(error = %e, "reassembled bundle not accepted");
+                    node.handle_reassembly_failed(now, &parts);
+                }
+            }
+            None => {
+                tracing::warn!(parts = parts.len(), "reassembly failed; deleting the fragments");
+                node.handle_reassembly_failed(now, &parts);
+            }
+        });
+        actions
+    }
+
+    fn unqueue(&self, id: &BundleId) {
+        for q in lock(&self.queues).values_mut() {
+            q.retain(|i| i != id);
+        }
+    }
+
+    /// Waits until no persist of `id` is running.
+    async fn wait_persisted(&self, id: &BundleId) {
+        loop {
+            let notified = self.persist_done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !lock(&self.persisting).contains_key(id) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Runs the node's timer until shutdown: [`Node::handle_timeout`] at
+    /// [`Node::poll_timeout`], re-armed after every batch of actions.
+    pub async fn run_timer(self: Arc<Self>, mut shutdown: Shutdown) {
+        loop {
+            let next = self.node().poll_timeout();
+            let wait = match next {
+                Some(t) => Duration::from_millis(t.saturating_sub(self.clock.now())),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {
+                    if next.is_some() {
+                        let ((), actions) = self.input(|node, now| node.handle_timeout(now));
+                        self.execute(actions).await;
+                    }
+                }
+                _ = self.timer.notified() => {}
+                _ = shutdown.recv() => break,
+            }
+        }
+    }
+
+    // ----- operations for the API -----
+
+    /// Creates a bundle (`/send`); returns once it is stored.
+    pub async fn send(&self, req: SendRequest, payload: &[u8]) -> Result<BundleId, DaemonError> {
+        let (result, actions) = self.input(|node, now| node.send(now, req, payload));
+        let done = self.execute(actions).await;
+        let id = result?;
+        self.check_persisted(&id, &done)
+    }
+
+    fn check_persisted(&self, id: &BundleId, done: &Executed) -> Result<BundleId, DaemonError> {
+        match done.persist_of(id) {
+            Some(Ok(())) => Ok(id.clone()),
+            Some(Err(reason)) => Err(DaemonError::NotStored { id: id.clone(), reason: reason.clone() }),
+            // Accepted without a Persist cannot happen; say so rather than acknowledge.
+            None => Err(DaemonError::NotStored { id: id.clone(), reason: "the node did not ask to store it".into() }),
+        }
+    }
+
+    /// Takes a bundle from a local application or a peer (`/push`, `/insert`,
+    /// websocket bundle mode); returns once it is stored.
+    pub async fn receive(&self, bytes: Vec<u8>) -> Result<Received, DaemonError> {
+        let bytes = protect_primary(bytes);
+        let (result, actions) = self.input(|node, now| node.handle_received(now, bytes, None));
+        let done = self.execute(actions).await;
+        match result {
+            Ok(id) => self.check_persisted(&id, &done).map(Received::Stored),
+            Err(Rejected::Duplicate(id)) => {
+                // The first copy may still be on its way to disk: acknowledge
+                // the duplicate only once it is there.
+                self.wait_persisted(&id).await;
+                if self.node().contains(&id) {
+                    Ok(Received::Duplicate(id))
+                } else {
+                    // The first copy failed to store (or was delivered or
+                    // deleted meanwhile): this one was not taken either.
+                    Err(DaemonError::NotStored {
+                        id,
+                        reason: "an earlier copy of this bundle was not stored; send it again".into(),
+                    })
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Registers an application endpoint; bundles waiting for it become
+    /// deliverable. Returns false if it was registered already. The
+    /// registration is durable when this returns.
+    pub async fn register(&self, eid: Eid) -> Result<bool, DaemonError> {
+        let (new, actions) = self.input(|node, now| {
+            let new = !node.is_registered(&eid);
+            node.register(now, eid);
+            new
+        });
+        self.execute(actions).await;
+        if new {
+            self.save_registrations().await?;
+        }
+        Ok(new)
+    }
+
+    /// Unregisters an endpoint. Bundles queued for it wait again (and are
+    /// delivered when it is registered again). Returns false if it was not
+    /// registered.
+    pub async fn unregister(&self, eid: &Eid) -> Result<bool, DaemonError> {
+        let (was, actions) = self.input(|node, _| {
+            let was = node.is_registered(eid);
+            node.unregister(eid);
+            was
+        });
+        lock(&self.queues).remove(eid);
+        self.execute(actions).await;
+        if was {
+            self.save_registrations().await?;
+        }
+        Ok(was)
+    }
+
+    async fn save_registrations(&self) -> Result<(), DaemonError> {
+        let _turn = self.state_writes.lock().await;
+        let text = self.node().registrations().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+        let store = Arc::clone(&self.store);
+        blocking(move || store.put_state(STATE_REGISTRATIONS, text.as_bytes())).await??;
+        Ok(())
+    }
+
+    /// The next bundle queued for `endpoint`, taken off its queue. The caller
+    /// must then [`Daemon::confirm_delivery`] or [`Daemon::requeue`] it.
+    pub fn pop_delivery(&self, endpoint: &Eid) -> Option<BundleId> {
+        lock(&self.queues).get_mut(endpoint).and_then(|q| q.pop_front())
+    }
+
+    /// Puts a bundle back at the head of its endpoint's queue (the application
+    /// did not get it after all).
+    pub fn requeue(&self, endpoint: &Eid, id: BundleId) {
+        {
+            // Gone meanwhile, or the endpoint was unregistered (the node then
+            // dispatches the bundle again when it is registered again).
+            let node = self.node();
+            if !node.contains(&id) || !node.is_registered(endpoint) {
+                return;
+            }
+        }
+        lock(&self.queues).entry(endpoint.clone()).or_default().push_front(id);
+        self.deliveries.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The bytes of a stored bundle.
+    pub async fn load(&self, id: &BundleId) -> Result<Option<Vec<u8>>, DaemonError> {
+        let store = Arc::clone(&self.store);
+        let id = id.clone();
+        Ok(blocking(move || store.get_bytes(&id)).await??)
+    }
+
+    /// The application has the bundle: the node is told, and the deletion that
+    /// follows (§5.7: delivered, so no longer kept) is durable on return.
+    pub async fn confirm_delivery(&self, id: &BundleId) {
+        let ((), actions) = self.input(|node, now| node.handle_delivered(now, id));
+        self.execute(actions).await;
+    }
+
+    /// A bundle queued for delivery is gone from the store: the node is told.
+    async fn delivery_failed(&self, id: &BundleId) {
+        let ((), actions) = self.input(|node, _| node.handle_delivery_failed(id));
+        self.execute(actions).await;
+    }
+
+    /// Takes the next bundle queued for `endpoint` (`/endpoint`): its bytes, or
+    /// `None` when nothing waits.
+    ///
+    /// Delivery is **at most once at the HTTP boundary**: the bundle is marked
+    /// delivered and its deletion made durable *before* the bytes go out in
+    /// the response. A crash before the deletion is durable means the bundle
+    /// is delivered again after the restart (the client never got it); a
+    /// crash — or a client that hangs up — after it means the response may
+    /// not have reached the client, and the bundle is not delivered again.
+    /// We chose this over at-least-once because a plain HTTP GET has no
+    /// acknowledgement to wait for; applications that need end-to-end
+    /// assurance ask for delivery status reports or use the websocket, where a
+    /// bundle counts as delivered only once its frame has been written.
+    pub async fn take_delivery(&self, endpoint: &Eid) -> Result<Option<(BundleId, Vec<u8>)>, DaemonError> {
+        if !self.node().is_registered(endpoint) {
+            return Err(DaemonError::NotRegistered(endpoint.clone()));
+        }
+        while let Some(id) = self.pop_delivery(endpoint) {
+            match self.load(&id).await {
+                Ok(Some(bytes)) => {
+                    self.confirm_delivery(&id).await;
+                    return Ok(Some((id, bytes)));
+                }
+                Ok(None) => {
+                    tracing::error!(bundle = %id, "bundle queued for delivery is not in the store");
+                    self.delivery_failed(&id).await;
+                }
+                Err(e) => {
+                    self.requeue(endpoint, id);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Deletes a bundle by its textual ID (`/delete`), with a deletion status
+    /// report if it asked for one. False if there is no such bundle.
+    pub async fn delete(&self, bid: &str) -> bool {
+        let (found, actions) = self.input(|node, now| match node.find(bid).cloned() {
+            Some(id) => node.delete(now, &id, ReasonCode::TransmissionCanceled),
+            None => false,
+        });
+        self.execute(actions).await;
+        found
+    }
+
+    /// Adds or replaces a configured peer; true if it is new.
+    pub async fn add_peer(&self, peer: ConfiguredPeer) -> Result<bool, DaemonError> {
+        let new = lock(&self.peers).insert(peer.eid.clone(), peer).is_none();
+        self.save_peers().await?;
+        Ok(new)
+    }
+
+    /// Removes a configured peer by node ID; true if it was there.
+    pub async fn remove_peer(&self, eid: &str) -> Result<bool, DaemonError> {
+        let was = lock(&self.peers).remove(eid).is_some();
+        if was {
+            self.save_peers().await?;
+        }
+        Ok(was)
+    }
+
+    async fn save_peers(&self) -> Result<(), DaemonError> {
+        let _turn = self.state_writes.lock().await;
+        let json = serde_json::to_vec(&*lock(&self.peers))
+            .map_err(|e| DaemonError::CorruptState { key: STATE_PEERS, reason: e.to_string() })?;
+        let store = Arc::clone(&self.store);
+        blocking(move || store.put_state(STATE_PEERS, &json)).await??;
+        Ok(())
+    }
+
+    /// Flushes the store (on shutdown, after every task stopped) and closes it.
+    pub async fn close(&self) -> Result<(), DaemonError> {
+        let store = Arc::clone(&self.store);
+        blocking(move || {
+            store.flush()?;
+            store.close()
+        })
+        .await??;
+        Ok(())
+    }
+
+    /// A creation timestamp for a bundle that a client builds itself (`/cts`,
+    /// dtnsend), unique among those handed out.
+    ///
+    /// The node numbers its own bundles `(now, 0)`, `(now, 1)`, ... and keeps
+    /// that counter to itself, so these use sequence numbers from
+    /// [`CTS_SEQ_BASE`] up: a client bundle with this node's ID as source never
+    /// collides with one the node made in the same millisecond.
+    pub fn creation_timestamp(&self) -> (DtnTime, u64) {
+        let now = self.clock.now();
+        let mut last = lock(&self.last_cts);
+        // Never backwards, even if the system clock is.
+        *last = if now > last.0 { (now, CTS_SEQ_BASE) } else { (last.0, last.1 + 1) };
+        *last
+    }
+
+    // ----- getters -----
+
+    pub fn node_id(&self) -> Eid {
+        self.node().node_id().clone()
+    }
+
+    pub fn now(&self) -> DtnTime {
+        self.clock.now()
+    }
+
+    pub fn default_lifetime(&self) -> Duration {
+        self.options.default_lifetime
+    }
+
+    pub fn router_name(&self) -> &'static str {
+        self.node().router_name()
+    }
+
+    pub fn stats(&self) -> NodeStats {
+        self.node().stats()
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn is_registered(&self, eid: &Eid) -> bool {
+        self.node().is_registered(eid)
+    }
+
+    pub fn registrations(&self) -> Vec<Eid> {
+        self.node().registrations().cloned().collect()
+    }
+
+    /// Metadata and state of every bundle, ordered by ID.
+    pub fn bundles(&self) -> Vec<(BundleMeta, BundleState)> {
+        let (mut metas, node_id, registered): (Vec<BundleMeta>, Eid, HashSet<Eid>) = {
+            let node = self.node();
+            (node.bundles().cloned().collect(), node.node_id().clone(), node.registrations().cloned().collect())
+        };
+        metas.sort_by(|a, b| a.id.cmp(&b.id));
+        let queued: HashSet<BundleId> = lock(&self.queues).values().flatten().cloned().collect();
+        let persisting: HashSet<BundleId> = lock(&self.persisting).keys().cloned().collect();
+        metas
+            .into_iter()
+            .map(|m| {
+                let state = if persisting.contains(&m.id) {
+                    BundleState::Persisting
+                } else if queued.contains(&m.id) {
+                    BundleState::Deliverable
+                } else if m.destination.is_on_node(&node_id) && registered.contains(&m.destination) {
+                    BundleState::Delivering
+                } else if m.destination.is_on_node(&node_id) {
+                    BundleState::WaitingForApplication
+                } else {
+                    BundleState::WaitingForContact
+                };
+                (m, state)
+            })
+            .collect()
+    }
+
+    /// One bundle's metadata and state, by textual ID.
+    pub fn bundle(&self, bid: &str) -> Option<(BundleMeta, BundleState)> {
+        let id = self.node().find(bid).cloned()?;
+        self.bundles().into_iter().find(|(m, _)| m.id == id)
+    }
+
+    /// The ID of a bundle by its textual form, if the node has it.
+    pub fn find(&self, bid: &str) -> Option<BundleId> {
+        self.node().find(bid).cloned()
+    }
+
+    pub fn bundle_count(&self) -> usize {
+        self.node().bundle_count()
+    }
+
+    pub async fn store_stats(&self) -> Result<StoreStats, DaemonError> {
+        let store = Arc::clone(&self.store);
+        Ok(blocking(move || store.stats()).await??)
+    }
+
+    pub fn sync_stats(&self) -> Option<SyncStats> {
+        self.store.sync_stats()
+    }
+
+    pub fn configured_peers(&self) -> BTreeMap<String, ConfiguredPeer> {
+        lock(&self.peers).clone()
+    }
+
+    /// Number of peers with a session up.
+    pub fn connected_peers(&self) -> usize {
+        self.node().peers().count()
+    }
+
+    /// A receiver that changes whenever a bundle becomes deliverable.
+    pub fn watch_deliveries(&self) -> watch::Receiver<u64> {
+        self.deliveries.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cla::NoCla;
+    use ferry_core::bundle::CreationTimestamp;
+    use ferry_core::codec::BundleBuilder;
+    use ferry_core::node::NodeConfig;
+    use ferry_core::router::Epidemic;
+    use ferry_core::time::ManualClock;
+
+    const T0: DtnTime = 800_000_000_000;
+
+    async fn daemon(store: Arc<MemStore>, clock: Arc<ManualClock>) -> Arc<Daemon> {
+        let node = Node::new(NodeConfig::new("dtn://me/".parse().unwrap(), Box::new(Epidemic)));
+        Daemon::start(
+            node,
+            store,
+            clock,
+            Arc::new(NoCla),
+            DaemonOptions { default_lifetime: Duration::from_secs(3600) },
+        )
+        .await
+        .unwrap()
+    }
+
+    fn req(dst: &str, lifetime_ms: u64) -> SendRequest {
+        SendRequest { source: None, destination: dst.parse().unwrap(), lifetime_ms, flags: 0, report_to: None }
+    }
+
+    #[tokio::test]
+    async fn send_register_take_and_the_bundle_is_gone() {
+        let store = Arc::new(MemStore::new());
+        let clock = Arc::new(ManualClock::new(T0));
+        let d = daemon(store.clone(), clock).await;
+        let id = d.send(req("dtn://me/in", 60_000), b"hello").await.unwrap();
+        assert!(store.get_bytes(&id).unwrap().is_some());
+        let ep: Eid = "dtn://me/in".parse().unwrap();
+        assert!(matches!(d.take_delivery(&ep).await, Err(DaemonError::NotRegistered(_))));
+        assert!(d.register(ep.clone()).await.unwrap());
+        assert_eq!(store.get_state(STATE_REGISTRATIONS).unwrap().unwrap(), b"dtn://me/in");
+        let (got, bytes) = d.take_delivery(&ep).await.unwrap().unwrap();
+        assert_eq!(got, id);
+        let b = codec::decode(&bytes).unwrap();
+        assert_eq!(&bytes[b.payload().data.clone()], b"hello");
+        assert!(store.get_bytes(&id).unwrap().is_none(), "delivered bundle deleted durably");
+        assert!(d.take_delivery(&ep).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn restart_recovers_registrations_and_queues() {
+        let store = Arc::new(MemStore::new());
+        let clock = Arc::new(ManualClock::new(T0));
+        let ep: Eid = "dtn://me/in".parse().unwrap();
+        let id = {
+            let d = daemon(store.clone(), clock.clone()).await;
+            d.register(ep.clone()).await.unwrap();
+            d.send(req("dtn://me/in", 60_000), b"x").await.unwrap()
+        };
+        let d = daemon(store.clone(), clock).await;
+        assert!(d.is_registered(&ep));
+        assert_eq!(d.take_delivery(&ep).await.unwrap().unwrap().0, id);
+    }
+
+    #[tokio::test]
+    async fn duplicates_and_invalid_bundles() {
+        let store = Arc::new(MemStore::new());
+        let clock = Arc::new(ManualClock::new(T0));
+        let d = daemon(store, clock).await;
+        let bytes = BundleBuilder::new(
+            "dtn://other/".parse().unwrap(),
+            "dtn://far/x".parse().unwrap(),
+            CreationTimestamp { time: T0, seq: 1 },
+            60_000,
+        )
+        .build(b"p");
+        let first = d.receive(bytes.clone()).await.unwrap();
+        assert!(matches!(first, Received::Stored(_)));
+        assert!(matches!(d.receive(bytes).await.unwrap(), Received::Duplicate(_)));
+        assert!(matches!(d.receive(vec![1, 2, 3]).await, Err(DaemonError::Rejected(Rejected::Invalid(_)))));
+        let (meta, state) = d.bundles().pop().unwrap();
+        assert_eq!(state, BundleState::WaitingForContact);
+        assert!(d.delete(&meta.id.to_string()).await);
+        assert!(!d.delete(&meta.id.to_string()).await);
+        assert_eq!(d.bundle_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn concurrent_sends_all_persist() {
+        let store = Arc::new(MemStore::new());
+        let clock = Arc::new(ManualClock::new(T0));
+        let d = daemon(store.clone(), clock).await;
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let d = Arc::clone(&d);
+                tokio::spawn(async move { d.send(req("dtn://far/x", 60_000), b"x").await.unwrap() })
+            })
+            .collect();
+        let ids: HashSet<BundleId> =
+            futures_util::future::join_all(tasks).await.into_iter().map(|r| r.unwrap()).collect();
+        assert_eq!(ids.len(), 50);
+        assert_eq!(store.stats().unwrap().bundles, 50);
+    }
+
+    #[test]
+    fn unprotected_primaries_get_a_crc() {
+        let src: bp7::EndpointID = "dtn://dtn7node/".try_into().unwrap();
+        let dst: bp7::EndpointID = "dtn://me/in".try_into().unwrap();
+        let mut b = bp7::bundle::new_std_payload_bundle(src, dst, b"from dtnsend".to_vec());
+        let raw = b.to_cbor();
+        assert_eq!(primary_crc_type(&raw), Some(0));
+        assert!(matches!(codec::decode(&raw), Err(codec::DecodeError::PrimaryCrcMissing)));
+        let fixed = protect_primary(raw.clone());
+        assert_eq!(primary_crc_type(&fixed), Some(2));
+        let d = codec::decode(&fixed).unwrap();
+        assert_eq!(&fixed[d.payload().data.clone()], b"from dtnsend");
+        assert_eq!(d.primary.creation.time, b.primary.creation_timestamp.dtntime());
+        // Bundles with a CRC, and garbage, pass through untouched.
+        assert_eq!(protect_primary(fixed.clone()), fixed);
+        assert_eq!(protect_primary(vec![0x9f, 0x88, 0x07]), vec![0x9f, 0x88, 0x07]);
+        assert_eq!(primary_crc_type(&[0x9f, 0x89, 0x07, 0x19, 0x01]), None);
+    }
+
+    #[test]
+    fn peer_urls() {
+        let p = ConfiguredPeer::parse("tcp://127.0.0.1:4223/node2", PeerType::Static).unwrap();
+        assert_eq!(
+            (p.eid.as_str(), p.cla.as_str(), p.addr.as_str(), p.port),
+            ("dtn://node2/", "tcp", "127.0.0.1", Some(4223))
+        );
+        assert_eq!(ConfiguredPeer::parse("mtcp://h:1/23", PeerType::Dynamic).unwrap().eid, "ipn:23.0");
+        assert_eq!(ConfiguredPeer::parse("tcp://[::1]:4556/dtn://n/", PeerType::Static).unwrap().addr, "[::1]");
+        for bad in ["", "tcp://", "tcp://h:1", "tcp://h:x/n", "://h:1/n", "tcp://h:1/bad name"] {
+            assert!(ConfiguredPeer::parse(bad, PeerType::Static).is_err(), "{bad}");
+        }
+    }
+}

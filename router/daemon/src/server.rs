@@ -1,0 +1,160 @@
+//! Putting ferryd together: open the store, settle the node ID, start the
+//! daemon, serve the API, and shut down in order.
+//!
+//! Shutdown (on the `stop` future: SIGINT/SIGTERM in ferryd) goes like
+//! mini-redis's: stop accepting connections, let in-flight HTTP requests
+//! finish, tell websocket sessions and the timer to stop and wait for them
+//! (they finish the frames they were given and send the replies owed), then
+//! flush and close the store.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_core::eid::Eid;
+use ferry_core::node::{Node, NodeConfig};
+use ferry_core::router::{Epidemic, Router, StaticRouter};
+use ferry_core::store::{Store, StoreError};
+use ferry_store::RocksStore;
+
+use crate::api::{self, AppState};
+use crate::cla::NoCla;
+use crate::clock::SystemClock;
+use crate::config::{RouterChoice, Settings};
+use crate::daemon::{random_node_id, stored_node_id, Daemon, DaemonError, DaemonOptions, DurableStore, STATE_NODE_ID};
+use crate::shutdown::ShutdownController;
+
+/// How long shutdown waits for requests and sessions before flushing anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// The line ferryd prints on stdout once the API listens (tests and scripts
+/// parse it): `ferryd: api listening on <addr>`.
+pub const LISTENING_PREFIX: &str = "ferryd: api listening on ";
+
+/// Why ferryd could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    #[error("cannot create the data folder {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot open the store in {path}: {source}")]
+    Store { path: PathBuf, source: StoreError },
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("the API server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Opens the RocksDB store in `<data_dir>/store`.
+pub async fn open_store(data_dir: &Path) -> Result<Arc<RocksStore>, ServerError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| ServerError::DataDir { path: data_dir.to_owned(), source })?;
+    let path = data_dir.join("store");
+    let p = path.clone();
+    let store = tokio::task::spawn_blocking(move || RocksStore::open(&p))
+        .await
+        .map_err(|e| DaemonError::Task(e.to_string()))?
+        .map_err(|source| ServerError::Store { path, source })?;
+    Ok(Arc::new(store))
+}
+
+/// The node ID to run with: the configured one, else the stored one, else a
+/// fresh random one. Whatever it is ends up in the store.
+pub async fn settle_node_id(store: Arc<dyn DurableStore>, configured: Option<Eid>) -> Result<Eid, DaemonError> {
+    tokio::task::spawn_blocking(move || -> Result<Eid, DaemonError> {
+        let stored = stored_node_id(&*store as &dyn Store)?;
+        let id = match (configured, stored) {
+            (Some(c), Some(s)) if c != s => {
+                tracing::warn!(old = %s, new = %c, "the configured node ID replaces the stored one");
+                c
+            }
+            (Some(c), _) => c,
+            (None, Some(s)) => s,
+            (None, None) => {
+                let id = random_node_id();
+                tracing::info!(node_id = %id, "generated a node ID");
+                id
+            }
+        };
+        if stored_node_id(&*store as &dyn Store)?.as_ref() != Some(&id) {
+            store.put_state(STATE_NODE_ID, id.to_string().as_bytes())?;
+        }
+        Ok(id)
+    })
+    .await
+    .map_err(|e| DaemonError::Task(e.to_string()))?
+}
+
+fn router_for(choice: &RouterChoice) -> Box<dyn Router> {
+    match choice {
+        RouterChoice::Epidemic => Box::new(Epidemic),
+        RouterChoice::Static(routes) => Box::new(StaticRouter::new(routes.clone())),
+    }
+}
+
+/// Runs ferryd until `stop` resolves, then shuts down gracefully.
+pub async fn run(settings: Settings, stop: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    let store = open_store(&settings.data_dir).await?;
+    let durable: Arc<dyn DurableStore> = store;
+    let node_id = settle_node_id(Arc::clone(&durable), settings.node_id.clone()).await?;
+
+    let mut node_cfg = NodeConfig::new(node_id.clone(), router_for(&settings.router));
+    node_cfg.default_hop_limit = Some(settings.hop_limit);
+    let daemon = Daemon::start(
+        Node::new(node_cfg),
+        Arc::clone(&durable),
+        Arc::new(SystemClock),
+        Arc::new(NoCla),
+        DaemonOptions { default_lifetime: settings.default_lifetime },
+    )
+    .await?;
+
+    let listener = tokio::net::TcpListener::bind(settings.api)
+        .await
+        .map_err(|source| ServerError::Bind { addr: settings.api, source })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: settings.api, source })?;
+    tracing::info!(%addr, node_id = %node_id, router = daemon.router_name(), data_dir = %settings.data_dir.display(), "ferryd running");
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "ferryd: node id {node_id}");
+        let _ = writeln!(out, "{LISTENING_PREFIX}{addr}");
+        let _ = out.flush();
+    }
+
+    let mut controller = ShutdownController::new();
+    tokio::spawn(Arc::clone(&daemon).run_timer(controller.handle()));
+
+    let app = api::router(AppState { daemon: Arc::clone(&daemon), shutdown: controller.handle() });
+    let mut server_stop = controller.handle();
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { server_stop.recv().await });
+    let mut server = Box::pin(server.into_future());
+
+    tokio::select! {
+        r = &mut server => {
+            // The server stopped by itself: an accept error.
+            r.map_err(ServerError::Serve)?;
+        }
+        _ = stop => {
+            tracing::info!("shutting down: no new connections; finishing requests in flight");
+            controller.trigger();
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+                Ok(r) => r.map_err(ServerError::Serve)?,
+                Err(_) => tracing::warn!("requests still running after {SHUTDOWN_GRACE:?}; going on"),
+            }
+        }
+    }
+    // Dropping the server drops its shutdown handle (and any connection it
+    // could not finish).
+    drop(server);
+    if !controller.wait(SHUTDOWN_GRACE).await {
+        tracing::warn!("websocket sessions or tasks still running after {SHUTDOWN_GRACE:?}; flushing anyway");
+    }
+    daemon.close().await?;
+    tracing::info!("store flushed; ferryd stopped");
+    Ok(())
+}

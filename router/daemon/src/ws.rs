@@ -1,0 +1,535 @@
+//! The `/ws` application agent, speaking dtn7-rs's websocket protocol so that
+//! its clients work against Ferry.
+//!
+//! Text frames are commands; each gets a text reply that starts with a status
+//! code:
+//!
+//! | command              | reply                                                   |
+//! |----------------------|---------------------------------------------------------|
+//! | `/node`              | `200 node: <node id>`                                   |
+//! | `/bundle`            | `200 tx mode: bundle` (binary frames are whole bundles) |
+//! | `/data`              | `200 tx mode: data` (binary frames are CBOR records)    |
+//! | `/json`              | `200 tx mode: JSON` (binary frames are JSON records; the default) |
+//! | `/subscribe <svc>`   | `200 subscribed`, `404 unknown endpoint` (not registered), `400 ...` |
+//! | `/unsubscribe <svc>` | `200 unsubscribed`, `404 endpoint not found`, `400 invalid endpoint` |
+//! | anything else `/...` | `501 unknown command: "<text>"`                         |
+//!
+//! `<svc>` is a service name on this node (`incoming`) or a full EID.
+//!
+//! Binary frames send bundles. In bundle mode a frame is a whole CBOR bundle,
+//! answered `200 Sent payload with <n> bytes` once it is stored (`200 ...
+//! already stored` for a duplicate, `400 Invalid binary bundle: <why>` for
+//! garbage). In data and JSON modes a frame is a send request
+//! `{src, dst, delivery_notification, lifetime (ms), data}` (`data` is bytes in
+//! CBOR, base64 in JSON), answered `200 Sent bundle <bid> with <n> bytes` once
+//! stored. Unlike dtn7-rs, which answers 200 and drops the bundle, a `src`
+//! that is not on this node or a `dst` that does not parse is answered `400
+//! ...`. In JSON mode a text frame that starts with `{` is taken as a send
+//! request too.
+//!
+//! Frames are pipelined: each one is processed in its own task, so many
+//! persist at once and share the store's syncs, but the replies of one
+//! connection go out in the order the frames came in (at most
+//! [`MAX_IN_FLIGHT`] frames are in flight; then reading waits).
+//!
+//! Bundles for subscribed endpoints are pushed as binary frames: the bundle
+//! in bundle mode, else a record `{bid, src, dst, cts: [time, seq], lifetime,
+//! data}`. A bundle counts as delivered (and is deleted) once its frame has
+//! been written to the socket; if the connection fails first, it goes back to
+//! its endpoint's queue.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::ws::{Message, WebSocket};
+use base64::Engine as _;
+use ferry_core::bundle::bundle_flags;
+use ferry_core::codec;
+use ferry_core::eid::Eid;
+use ferry_core::node::SendRequest;
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::daemon::{Daemon, DaemonError, Received};
+use crate::shutdown::Shutdown;
+
+/// Frames of one connection that may be processed at once.
+pub const MAX_IN_FLIGHT: usize = 256;
+
+/// What binary frames carry, and what deliveries look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mode {
+    /// Whole CBOR bundles.
+    Bundle = 0,
+    /// CBOR-encoded send/receive records.
+    Data = 1,
+    /// JSON-encoded send/receive records (dtn7's default).
+    Json = 2,
+}
+
+impl Mode {
+    fn from_u8(v: u8) -> Mode {
+        match v {
+            0 => Mode::Bundle,
+            1 => Mode::Data,
+            _ => Mode::Json,
+        }
+    }
+}
+
+/// A send request in data or JSON mode (dtn7-plus's `WsSendData`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WsSendData {
+    pub src: String,
+    pub dst: String,
+    #[serde(default)]
+    pub delivery_notification: bool,
+    /// Lifetime in milliseconds.
+    pub lifetime: u64,
+    #[serde(with = "base64_or_bytes")]
+    pub data: Vec<u8>,
+}
+
+/// A delivered bundle in data or JSON mode (dtn7-plus's `WsRecvData`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WsRecvData {
+    pub bid: String,
+    pub src: String,
+    pub dst: String,
+    /// Creation timestamp: `[dtn time, sequence number]`.
+    pub cts: (u64, u64),
+    /// Lifetime in milliseconds.
+    pub lifetime: u64,
+    #[serde(with = "base64_or_bytes")]
+    pub data: Vec<u8>,
+}
+
+/// Bytes as base64 text in JSON, as a byte string in CBOR (what dtn7-plus does).
+pub mod base64_or_bytes {
+    use base64::Engine as _;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+        } else {
+            s.serialize_bytes(v)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("base64 text or a byte string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Vec<u8>, E> {
+                base64::engine::general_purpose::STANDARD.decode(v).map_err(E::custom)
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+                while let Some(b) = seq.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_str(V)
+        } else {
+            d.deserialize_bytes(V)
+        }
+    }
+}
+
+/// A frame for the writer; `done` learns whether it was written.
+struct Out {
+    msg: Message,
+    done: Option<oneshot::Sender<bool>>,
+}
+
+/// A reply in the connection's order: ready, or still being worked on.
+enum Pending {
+    Ready(String),
+    Task(JoinHandle<String>),
+}
+
+struct Session {
+    daemon: Arc<Daemon>,
+    mode: Arc<AtomicU8>,
+    subscriptions: Arc<Mutex<BTreeSet<Eid>>>,
+    subscriptions_changed: Arc<Notify>,
+    replies: mpsc::Sender<Pending>,
+    shutdown: Shutdown,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs one websocket connection until the client leaves or the daemon shuts
+/// down. Replies already owed are sent before the connection closes.
+pub async fn session(daemon: Arc<Daemon>, socket: WebSocket, mut shutdown: Shutdown) {
+    let (mut sink, mut stream) = socket.split();
+
+    // Writer: the only task that writes to the socket.
+    let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
+    let writer = tokio::spawn(async move {
+        while let Some(out) = out_rx.recv().await {
+            let ok = sink.send(out.msg).await.is_ok();
+            if let Some(done) = out.done {
+                let _ = done.send(ok);
+            }
+            if !ok {
+                break;
+            }
+        }
+        let _ = sink.send(Message::Close(None)).await;
+    });
+
+    // Replier: sends replies in frame order, waiting for each frame's task.
+    let (reply_tx, mut reply_rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
+    let replier_out = out_tx.clone();
+    let replier = tokio::spawn(async move {
+        while let Some(p) = reply_rx.recv().await {
+            let text = match p {
+                Pending::Ready(t) => t,
+                Pending::Task(h) => h.await.unwrap_or_else(|e| format!("500 internal error: {e}")),
+            };
+            if replier_out.send(Out { msg: Message::Text(text.into()), done: None }).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let s = Session {
+        daemon: Arc::clone(&daemon),
+        mode: Arc::new(AtomicU8::new(Mode::Json as u8)),
+        subscriptions: Arc::new(Mutex::new(BTreeSet::new())),
+        subscriptions_changed: Arc::new(Notify::new()),
+        replies: reply_tx,
+        shutdown: shutdown.clone(),
+    };
+
+    // Deliverer: pushes bundles of subscribed endpoints.
+    let (closing_tx, closing_rx) = watch::channel(false);
+    let deliverer = tokio::spawn(deliver_loop(
+        Arc::clone(&daemon),
+        Arc::clone(&s.mode),
+        Arc::clone(&s.subscriptions),
+        Arc::clone(&s.subscriptions_changed),
+        out_tx.clone(),
+        closing_rx,
+    ));
+    drop(out_tx);
+
+    loop {
+        let msg = tokio::select! {
+            m = stream.next() => m,
+            _ = shutdown.recv() => break,
+        };
+        let keep_going = match msg {
+            Some(Ok(Message::Text(t))) => s.on_text(t.as_str()).await,
+            Some(Ok(Message::Binary(b))) => s.on_binary(b.to_vec()).await,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => true,
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => false,
+        };
+        if !keep_going {
+            break;
+        }
+    }
+
+    // Owed replies first, then stop delivering, then close the socket.
+    drop(s);
+    let _ = replier.await;
+    let _ = closing_tx.send(true);
+    let _ = deliverer.await;
+    let _ = writer.await;
+    tracing::debug!("websocket session ended");
+}
+
+impl Session {
+    async fn reply(&self, text: impl Into<String>) -> bool {
+        self.replies.send(Pending::Ready(text.into())).await.is_ok()
+    }
+
+    fn mode(&self) -> Mode {
+        Mode::from_u8(self.mode.load(Ordering::Relaxed))
+    }
+
+    /// The endpoint a command names: a full EID, or a service on this node.
+    fn endpoint(&self, arg: &str) -> Result<Eid, String> {
+        if arg.contains(':') {
+            arg.parse::<Eid>().map_err(|e| e.to_string())
+        } else {
+            self.daemon.node_id().with_service(arg).map_err(|e| e.to_string())
+        }
+    }
+
+    async fn on_text(&self, text: &str) -> bool {
+        let m = text.trim();
+        if m.starts_with('{') && self.mode() == Mode::Json {
+            return self.on_binary(m.as_bytes().to_vec()).await;
+        }
+        if !m.starts_with('/') {
+            return self
+                .reply(format!(
+                    "400 expected a command (/node, /bundle, /data, /json, /subscribe, /unsubscribe): {m:?}"
+                ))
+                .await;
+        }
+        let (cmd, arg) = match m.split_once(' ') {
+            Some((c, a)) => (c, Some(a.trim()).filter(|a| !a.is_empty())),
+            None => (m, None),
+        };
+        let reply = match cmd {
+            "/node" => format!("200 node: {}", self.daemon.node_id()),
+            "/bundle" => {
+                self.mode.store(Mode::Bundle as u8, Ordering::Relaxed);
+                "200 tx mode: bundle".to_owned()
+            }
+            "/data" => {
+                self.mode.store(Mode::Data as u8, Ordering::Relaxed);
+                "200 tx mode: data".to_owned()
+            }
+            "/json" => {
+                self.mode.store(Mode::Json as u8, Ordering::Relaxed);
+                "200 tx mode: JSON".to_owned()
+            }
+            "/subscribe" => match arg.map(|a| self.endpoint(a)) {
+                None => "400 endpoint is missing".to_owned(),
+                Some(Err(e)) => format!("400 invalid endpoint combination: {e}"),
+                Some(Ok(eid)) if !self.daemon.is_registered(&eid) => {
+                    tracing::debug!(%eid, "websocket subscription to an unregistered endpoint");
+                    "404 unknown endpoint".to_owned()
+                }
+                Some(Ok(eid)) => {
+                    tracing::debug!(%eid, "websocket subscribed");
+                    lock(&self.subscriptions).insert(eid);
+                    self.subscriptions_changed.notify_one();
+                    "200 subscribed".to_owned()
+                }
+            },
+            "/unsubscribe" => match arg.map(|a| self.endpoint(a)) {
+                None | Some(Err(_)) => "400 invalid endpoint".to_owned(),
+                Some(Ok(eid)) => {
+                    if lock(&self.subscriptions).remove(&eid) {
+                        "200 unsubscribed".to_owned()
+                    } else {
+                        "404 endpoint not found".to_owned()
+                    }
+                }
+            },
+            _ => format!("501 unknown command: {m:?}"),
+        };
+        self.reply(reply).await
+    }
+
+    async fn on_binary(&self, bin: Vec<u8>) -> bool {
+        let daemon = Arc::clone(&self.daemon);
+        let mode = self.mode();
+        let guard = self.shutdown.clone();
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            match mode {
+                Mode::Bundle => push_bundle(&daemon, bin).await,
+                Mode::Data => match ciborium::from_reader::<WsSendData, _>(bin.as_slice()) {
+                    Ok(req) => send_data(&daemon, req).await,
+                    Err(e) => format!("400 Unexpected binary: not a CBOR send record: {e}"),
+                },
+                Mode::Json => match serde_json::from_slice::<WsSendData>(&bin) {
+                    Ok(req) => send_data(&daemon, req).await,
+                    Err(e) => format!("400 Unexpected binary: not a JSON send record: {e}"),
+                },
+            }
+        });
+        self.replies.send(Pending::Task(task)).await.is_ok()
+    }
+}
+
+async fn push_bundle(daemon: &Daemon, bin: Vec<u8>) -> String {
+    let len = bin.len();
+    match daemon.receive(bin).await {
+        Ok(Received::Stored(id)) => {
+            tracing::debug!(bundle = %id, "bundle received over websocket");
+            format!("200 Sent payload with {len} bytes")
+        }
+        Ok(Received::Duplicate(id)) => format!("200 Sent payload with {len} bytes (bundle {id} was already stored)"),
+        Err(DaemonError::Rejected(ferry_core::node::Rejected::Invalid(e))) => {
+            format!("400 Invalid binary bundle: {e}")
+        }
+        Err(e @ DaemonError::Rejected(_)) => format!("422 {e}"),
+        Err(e) => format!("500 {e}"),
+    }
+}
+
+async fn send_data(daemon: &Daemon, req: WsSendData) -> String {
+    let source = match req.src.trim().parse::<Eid>() {
+        Ok(e) => e,
+        Err(e) => return format!("400 invalid source {:?}: {e}", req.src),
+    };
+    let destination = match req.dst.trim().parse::<Eid>() {
+        Ok(e) => e,
+        Err(e) => return format!("400 invalid destination {:?}: {e}", req.dst),
+    };
+    let mut flags = bundle_flags::MUST_NOT_FRAGMENT;
+    if req.delivery_notification {
+        flags |= bundle_flags::REPORT_DELIVERY;
+    }
+    let send = SendRequest { source: Some(source), destination, lifetime_ms: req.lifetime, flags, report_to: None };
+    let len = req.data.len();
+    match daemon.send(send, &req.data).await {
+        Ok(id) => format!("200 Sent bundle {id} with {len} bytes"),
+        Err(e @ DaemonError::Send(_)) => format!("400 {e}"),
+        Err(e) => format!("500 {e}"),
+    }
+}
+
+/// How a delivery attempt ended.
+enum Delivery {
+    Done,
+    /// The bundle is gone (expired, deleted) or unreadable; nothing to do.
+    Skipped,
+    /// The socket failed; the bundle went back to its queue.
+    Failed,
+}
+
+async fn deliver_loop(
+    daemon: Arc<Daemon>,
+    mode: Arc<AtomicU8>,
+    subscriptions: Arc<Mutex<BTreeSet<Eid>>>,
+    changed: Arc<Notify>,
+    out: mpsc::Sender<Out>,
+    mut closing: watch::Receiver<bool>,
+) {
+    let mut queued = daemon.watch_deliveries();
+    loop {
+        // Mark the queues seen before looking at them: nothing is missed.
+        queued.borrow_and_update();
+        let endpoints: Vec<Eid> = lock(&subscriptions).iter().cloned().collect();
+        for endpoint in endpoints {
+            if !lock(&subscriptions).contains(&endpoint) {
+                continue;
+            }
+            while let Some(id) = daemon.pop_delivery(&endpoint) {
+                if *closing.borrow() {
+                    daemon.requeue(&endpoint, id);
+                    return;
+                }
+                let mode = Mode::from_u8(mode.load(Ordering::Relaxed));
+                match deliver_one(&daemon, &out, mode, &id).await {
+                    Delivery::Done | Delivery::Skipped => {}
+                    Delivery::Failed => {
+                        daemon.requeue(&endpoint, id);
+                        return;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            r = queued.changed() => if r.is_err() { return },
+            _ = changed.notified() => {}
+            _ = closing.wait_for(|c| *c) => return,
+        }
+    }
+}
+
+async fn deliver_one(daemon: &Daemon, out: &mpsc::Sender<Out>, mode: Mode, id: &ferry_core::BundleId) -> Delivery {
+    let bytes = match daemon.load(id).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return Delivery::Skipped,
+        Err(e) => {
+            tracing::error!(bundle = %id, error = %e, "cannot load bundle for delivery");
+            return Delivery::Failed;
+        }
+    };
+    let frame = match mode {
+        Mode::Bundle => bytes,
+        Mode::Data | Mode::Json => {
+            let bundle = match codec::decode(&bytes) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(bundle = %id, error = %e, "stored bundle does not decode; not delivered");
+                    return Delivery::Skipped;
+                }
+            };
+            let p = &bundle.primary;
+            let record = WsRecvData {
+                bid: id.to_string(),
+                src: p.source.to_string(),
+                dst: p.destination.to_string(),
+                cts: (p.creation.time, p.creation.seq),
+                lifetime: p.lifetime_ms,
+                data: bytes.get(bundle.payload().data.clone()).unwrap_or_default().to_vec(),
+            };
+            if mode == Mode::Json {
+                match serde_json::to_vec(&record) {
+                    Ok(v) => v,
+                    Err(_) => return Delivery::Skipped,
+                }
+            } else {
+                let mut v = Vec::new();
+                if ciborium::into_writer(&record, &mut v).is_err() {
+                    return Delivery::Skipped;
+                }
+                v
+            }
+        }
+    };
+    let (done_tx, done_rx) = oneshot::channel();
+    if out.send(Out { msg: Message::Binary(frame.into()), done: Some(done_tx) }).await.is_err() {
+        return Delivery::Failed;
+    }
+    if done_rx.await.unwrap_or(false) {
+        daemon.confirm_delivery(id).await;
+        tracing::debug!(bundle = %id, "bundle delivered over websocket");
+        Delivery::Done
+    } else {
+        Delivery::Failed
+    }
+}
+
+/// Base64 of `data` as dtn7-plus writes it (for tests and clients).
+pub fn base64(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_in_json_and_cbor() {
+        let r = WsRecvData {
+            bid: "dtn://a/-1-0".into(),
+            src: "dtn://a/".into(),
+            dst: "dtn://b/x".into(),
+            cts: (1, 0),
+            lifetime: 5,
+            data: b"hi".to_vec(),
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"data\":\"aGk=\""), "{json}");
+        assert!(json.contains("\"cts\":[1,0]"), "{json}");
+        assert_eq!(serde_json::from_str::<WsRecvData>(&json).unwrap(), r);
+        let mut cbor = vec![];
+        ciborium::into_writer(&r, &mut cbor).unwrap();
+        assert_eq!(ciborium::from_reader::<WsRecvData, _>(cbor.as_slice()).unwrap(), r);
+        let s: WsSendData = serde_json::from_str(
+            r#"{"src":"dtn://a/","dst":"dtn://b/x","delivery_notification":false,"lifetime":1000,"data":"aGk="}"#,
+        )
+        .unwrap();
+        assert_eq!(s.data, b"hi");
+    }
+}

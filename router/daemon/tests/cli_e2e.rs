@@ -1,0 +1,219 @@
+//! The `ferry` CLI against a real ferryd: send and receive a file, inspect and
+//! delete stored bundles, status, error messages, and offline `bundle decode`.
+
+mod cli_support;
+
+use std::path::Path;
+
+use cli_support::{ferry, ferry_with_stdin, http, node_id, Ferryd};
+use ferry_core::bundle::CrcType;
+use ferry_core::codec::BundleBuilder;
+use ferry_core::{CreationTimestamp, Eid};
+use serde_json::Value;
+
+fn start(dir: &Path) -> Ferryd {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    Ferryd::start(&data, &dir.join("ferryd.log"))
+}
+
+/// Bytes that are not text and not all alike, so a truncation or a text
+/// conversion anywhere would show.
+fn sample_payload(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// The `/ferry/bundles` entries whose destination is `dst`, via `ferry --json bundles list`.
+fn listed_to(api: &str, dst: &str) -> Vec<Value> {
+    let list = ferry(&["--api", api, "--json", "bundles", "list"]).ok().json();
+    let all = list.as_array().expect("bundles list --json is an array").clone();
+    all.into_iter().filter(|b| b["dst"] == dst).collect()
+}
+
+#[test]
+fn send_then_recv_delivers_identical_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(dir.path());
+    let api = d.api.as_str();
+    let node: Eid = node_id(api).parse().expect("node id is an EID");
+    let dst = node.with_service("incoming").unwrap().to_string();
+
+    let payload = sample_payload(100_000);
+    let file = dir.path().join("payload.bin");
+    std::fs::write(&file, &payload).unwrap();
+    let sent = ferry(&["--api", api, "send", "--to", &dst, "--lifetime", "1h", file.to_str().unwrap()]).ok();
+    assert!(!sent.stdout_text().trim().is_empty(), "send prints ferryd's answer");
+
+    let got = ferry(&["--api", api, "recv", "incoming", "--timeout", "20s"]).ok();
+    assert_eq!(got.stdout.len(), payload.len());
+    assert!(got.stdout == payload, "received payload differs from the file sent");
+
+    // Standard input works too, and --out writes one file per bundle.
+    ferry_with_stdin(&["--api", api, "send", "--to", &dst], Some(b"from stdin")).ok();
+    let out = dir.path().join("inbox");
+    let got = ferry(&["--api", api, "recv", "incoming", "--out", out.to_str().unwrap(), "--timeout", "20s"]).ok();
+    let files: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "one file per bundle: {files:?}");
+    assert_eq!(std::fs::read(&files[0]).unwrap(), b"from stdin");
+    assert!(got.stdout_text().contains(&*files[0].file_name().unwrap().to_string_lossy()));
+}
+
+#[test]
+fn recv_times_out_with_nonzero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(dir.path());
+    let run = ferry(&["--api", &d.api, "recv", "nobody-sends-here", "--timeout", "1s"]);
+    assert!(!run.status.success());
+    assert!(run.stderr.contains("timed out"), "stderr: {}", run.stderr);
+    assert!(run.stdout.is_empty());
+}
+
+#[test]
+fn bundles_list_show_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(dir.path());
+    let api = d.api.as_str();
+    let node: Eid = node_id(api).parse().unwrap();
+    // Nobody is registered on `parked`, so the bundle stays in the store.
+    let dst = node.with_service("parked").unwrap().to_string();
+    ferry_with_stdin(&["--api", api, "send", "--to", &dst, "--lifetime", "2h"], Some(b"keep me")).ok();
+
+    let listed = listed_to(api, &dst);
+    assert_eq!(listed.len(), 1, "exactly the bundle sent: {listed:?}");
+    let bid = listed[0]["bid"].as_str().expect("bid is a string").to_owned();
+    assert_eq!(listed[0]["payload_len"], 7);
+
+    let table = ferry(&["--api", api, "bundles", "list"]).ok().stdout_text();
+    let row = table.lines().find(|l| l.contains(&bid)).unwrap_or_else(|| panic!("{bid} not in:\n{table}"));
+    assert!(row.contains(&dst), "row names the destination: {row}");
+    assert!(row.contains("1h 59m") || row.contains("2h"), "row says when it expires: {row}");
+
+    let shown = ferry(&["--api", api, "bundles", "show", &bid]).ok().stdout_text();
+    assert!(shown.contains(&bid) && shown.contains(&dst), "show:\n{shown}");
+    let shown = ferry(&["--api", api, "--json", "bundles", "show", &bid]).ok().json();
+    assert_eq!(shown["bid"], bid.as_str());
+    assert_eq!(shown["lifetime_ms"], 2 * 3600 * 1000);
+    let payload = ferry(&["--api", api, "bundles", "show", &bid, "--payload"]).ok();
+    assert_eq!(payload.stdout, b"keep me");
+
+    ferry(&["--api", api, "bundles", "delete", &bid]).ok();
+    assert!(listed_to(api, &dst).is_empty(), "deleted bundle still listed");
+    let gone = ferry(&["--api", api, "bundles", "show", &bid]);
+    assert!(!gone.status.success());
+    assert!(gone.stderr.contains("no bundle"), "stderr: {}", gone.stderr);
+}
+
+#[test]
+fn status_in_text_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(dir.path());
+    let node = node_id(&d.api);
+    let json = ferry(&["--api", &d.api, "--json", "status"]).ok().json();
+    assert!(json.is_object(), "status --json is an object: {json}");
+    let text = ferry(&["--api", &d.api, "status"]).ok().stdout_text();
+    assert!(text.contains(&node), "status names the node {node}:\n{text}");
+}
+
+#[test]
+fn unreachable_daemon_is_a_clear_error() {
+    // Nothing listens on port 1 of the loopback address.
+    let run = ferry(&["--api", "http://127.0.0.1:1", "status"]);
+    assert!(!run.status.success());
+    assert!(
+        run.stderr.contains("cannot reach ferryd at http://127.0.0.1:1") && run.stderr.contains("is ferryd running?"),
+        "stderr: {}",
+        run.stderr
+    );
+    let run = ferry(&["--api", "not a url", "status"]);
+    assert!(!run.status.success());
+    assert!(run.stderr.contains("--api"), "stderr: {}", run.stderr);
+}
+
+fn bundle_bytes(payload: &[u8]) -> Vec<u8> {
+    BundleBuilder::new(
+        "dtn://src/app".parse().unwrap(),
+        "dtn://dst/inbox".parse().unwrap(),
+        CreationTimestamp { time: 770_000_000_000, seq: 3 },
+        3_600_000,
+    )
+    .crc_type(CrcType::Crc32c)
+    .hop_limit(16)
+    .build(payload)
+}
+
+/// Hex the way people paste it: a comment, line breaks, spaces.
+fn as_hex_file(bytes: &[u8]) -> String {
+    let mut text = String::from("# a bundle, hex\n");
+    for line in bytes.chunks(16) {
+        let words: Vec<String> = line.iter().map(|b| format!("{b:02x}")).collect();
+        text.push_str(&words.join(" "));
+        text.push('\n');
+    }
+    text
+}
+
+#[test]
+fn bundle_decode_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = bundle_bytes(b"hello, ferry");
+
+    let valid = dir.path().join("valid.hex");
+    std::fs::write(&valid, as_hex_file(&bytes)).unwrap();
+    let run = ferry(&["bundle", "decode", "--hex", valid.to_str().unwrap()]).ok();
+    let v = run.json();
+    assert_eq!(v["verdict"], "valid");
+    assert_eq!(v["bundle_id"], "dtn://src/app-770000000000-3");
+    assert_eq!(v["primary"]["destination"], "dtn://dst/inbox");
+    assert_eq!(v["primary"]["crc_type"], "crc32c");
+    assert_eq!(v["extensions"]["hop_count"]["limit"], 16);
+    let blocks = v["blocks"].as_array().unwrap();
+    assert_eq!(blocks.last().unwrap()["type"], 1, "payload block last");
+    assert_eq!(blocks.last().unwrap()["data_len"], 12);
+
+    // The same bytes, raw, from standard input.
+    let run = ferry_with_stdin(&["bundle", "decode", "-"], Some(&bytes)).ok();
+    assert_eq!(run.json()["verdict"], "valid");
+
+    // One payload byte changed: the CRC-32C no longer matches.
+    let mut bad = bytes.clone();
+    let at = bad.windows(5).position(|w| w == b"hello").unwrap();
+    bad[at] = b'j';
+    let invalid = dir.path().join("invalid.hex");
+    std::fs::write(&invalid, as_hex_file(&bad)).unwrap();
+    let run = ferry(&["bundle", "decode", "--hex", invalid.to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(run.stderr.contains("CRC mismatch"), "reason printed: {}", run.stderr);
+    assert_eq!(run.json()["verdict"], "invalid");
+
+    // Input that cannot be read is trouble (2), not a verdict.
+    let run = ferry(&["bundle", "decode", "--hex", dir.path().join("absent").to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(2));
+    let run = ferry_with_stdin(&["bundle", "decode", "--hex", "-"], Some(b"9f 8"));
+    assert_eq!(run.status.code(), Some(2));
+    assert!(run.stderr.contains("odd number of hex digits"), "stderr: {}", run.stderr);
+}
+
+#[test]
+fn stored_bundle_decodes_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(dir.path());
+    let node: Eid = node_id(&d.api).parse().unwrap();
+    let dst = node.with_service("parked").unwrap().to_string();
+    ferry_with_stdin(&["--api", &d.api, "send", "--to", &dst], Some(b"x")).ok();
+    let bid = listed_to(&d.api, &dst)[0]["bid"].as_str().unwrap().to_owned();
+    let resp = http().get(format!("{}/ferry/bundle.cbor", d.api)).query(&[("bid", &bid)]).send().unwrap();
+    assert!(resp.status().is_success());
+    let file = dir.path().join("stored.cbor");
+    std::fs::write(&file, resp.bytes().unwrap()).unwrap();
+    let v = ferry(&["bundle", "decode", file.to_str().unwrap()]).ok().json();
+    assert_eq!(v["bundle_id"], bid.as_str());
+    assert_eq!(v["primary"]["destination"], dst.as_str());
+}
