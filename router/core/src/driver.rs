@@ -98,11 +98,13 @@ impl<S: Store> SyncDriver<S> {
                     self.node.handle_delivered(now, &id);
                 }
                 Ok(None) => {
-                    self.node.handle_delivery_failed(&id);
+                    // The store lost it: the node must not wait for it forever.
+                    self.node.delete(now, &id, crate::admin::ReasonCode::DepletedStorage);
                     self.fail(&id, "bundle to deliver is not in the store".into());
                 }
                 Err(e) => {
-                    self.node.handle_delivery_failed(&id);
+                    // Left in "delivering": retrying at once would spin on a
+                    // failing store; a restart offers it again.
                     self.fail(&id, e.to_string());
                 }
             },

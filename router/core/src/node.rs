@@ -206,8 +206,9 @@ pub struct NodeStats {
     pub reports_received: u64,
 }
 
+/// Where a bundle is in its life at this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
+pub enum State {
     /// Persist action issued; nothing else may happen yet.
     Persisting,
     /// In the store, waiting for a route, a peer or an application.
@@ -297,6 +298,11 @@ impl Node {
 
     pub fn stats(&self) -> NodeStats {
         self.stats
+    }
+
+    /// The state of a bundle the node holds.
+    pub fn state(&self, id: &BundleId) -> Option<State> {
+        self.bundles.get(id).map(|e| e.state)
     }
 
     /// Number of bundles the node holds (stored or being stored).
@@ -411,7 +417,7 @@ impl Node {
             flags &= !bundle_flags::REPORT_ANY;
             flags |= bundle_flags::MUST_NOT_FRAGMENT;
         }
-        let creation = self.next_creation(now);
+        let creation = self.next_creation_timestamp(now);
         let report_to = req.report_to.unwrap_or_else(|| source.clone());
         let mut builder =
             BundleBuilder::new(source, req.destination, creation, req.lifetime_ms).report_to(report_to).flags(flags);
@@ -440,11 +446,19 @@ impl Node {
             return;
         }
         entry.state = State::Stored;
+        let expired = now > entry.meta.expires_at;
         let deferred = std::mem::take(&mut entry.on_persist);
         for d in deferred {
             match d {
                 Deferred::Report(kind, reason) => self.report(now, id, kind, reason),
             }
+        }
+        if expired {
+            // Its lifetime ran out while it was being written (handle_timeout
+            // leaves bundles that are still being written to this point).
+            self.stats.expired += 1;
+            self.delete(now, id, ReasonCode::LifetimeExpired);
+            return;
         }
         // A reassembled bundle replaces its fragments.
         if id.fragment.is_none() {
@@ -494,10 +508,12 @@ impl Node {
         }
     }
 
-    /// The application took the bundle of an [`Action::Deliver`] (§5.7).
+    /// The application took the bundle of an [`Action::Deliver`] (§5.7). Also
+    /// valid when the endpoint was unregistered while the bundle was on its
+    /// way: the application has it, so it must not be delivered again.
     pub fn handle_delivered(&mut self, now: DtnTime, id: &BundleId) {
         let Some(entry) = self.bundles.get(id) else { return };
-        if entry.state != State::Delivering {
+        if entry.state == State::Persisting || !entry.meta.destination.is_on_node(&self.node_id) {
             return;
         }
         self.stats.delivered += 1;
@@ -506,11 +522,13 @@ impl Node {
     }
 
     /// A delivery did not happen after all (the application went away before
-    /// taking it): the bundle waits again.
-    pub fn handle_delivery_failed(&mut self, id: &BundleId) {
+    /// taking it, a write to it failed): the bundle is offered again if its
+    /// endpoint is still registered, else it waits for a registration.
+    pub fn handle_delivery_failed(&mut self, now: DtnTime, id: &BundleId) {
         if let Some(e) = self.bundles.get_mut(id) {
             if e.state == State::Delivering {
                 e.state = State::Stored;
+                self.dispatch(now, id);
             }
         }
     }
@@ -567,19 +585,21 @@ impl Node {
 
     /// Time passed: expire bundles (§5.4 / §4.2.8 lifetime) and retry transmissions.
     pub fn handle_timeout(&mut self, now: DtnTime) {
+        let mut still_writing = vec![];
         while let Some((t, id)) = self.expiry.first().cloned() {
             if t >= now {
                 break;
             }
             self.expiry.remove(&(t, id.clone()));
             if self.bundles.get(&id).is_some_and(|e| e.state == State::Persisting) {
-                // Let the write finish first; it expires on the next tick.
-                self.expiry.insert((now, id));
-                break;
+                // Let the write finish first; handle_persisted expires it.
+                still_writing.push((t, id));
+                continue;
             }
             self.stats.expired += 1;
             self.delete(now, &id, ReasonCode::LifetimeExpired);
         }
+        self.expiry.extend(still_writing);
         let mut due = vec![];
         while let Some((t, id)) = self.retry_at.first().cloned() {
             if t > now {
@@ -610,7 +630,9 @@ impl Node {
 
     // ----- internals -----
 
-    fn next_creation(&mut self, now: DtnTime) -> CreationTimestamp {
+    /// A fresh creation timestamp from this node's sequence (§4.2.7): for the
+    /// bundles it builds, and for clients that build their own (`/cts`).
+    pub fn next_creation_timestamp(&mut self, now: DtnTime) -> CreationTimestamp {
         let (t, seq) = self.last_creation;
         let stamp = if now == t { (t, seq + 1) } else { (now, 0) };
         self.last_creation = stamp;
@@ -875,7 +897,7 @@ impl Node {
             Kind::Deleted => r.deleted = assertion,
         }
         let payload = admin::encode_status_report(&r);
-        let creation = self.next_creation(now);
+        let creation = self.next_creation_timestamp(now);
         let bytes = BundleBuilder::new(self.node_id.clone(), meta.report_to.clone(), creation, self.report_lifetime_ms)
             .report_to(Eid::Null)
             .flags(bundle_flags::ADMIN_RECORD)

@@ -6,6 +6,7 @@
 //! router = "static"                # "epidemic" (default) or "static"
 //! default_lifetime = "1h"          # for /send without ?lifetime
 //! hop_limit = 32                   # put on bundles created here (1..=255)
+//! strict_primary_crc = false       # true: refuse primary blocks without CRC (dtn7-rs sends them)
 //! log = "info"                     # tracing filter when RUST_LOG is unset
 //!
 //! [api]
@@ -47,6 +48,10 @@ pub struct FileConfig {
     pub routes: Vec<RouteConfig>,
     pub default_lifetime: Option<Spanned<String>>,
     pub hop_limit: Option<Spanned<u64>>,
+    /// Refuse bundles whose primary block has no CRC and no BIB (RFC 9171
+    /// §4.3.1 to the letter). Off by default: dtn7-rs sends such bundles.
+    #[serde(default)]
+    pub strict_primary_crc: bool,
     pub log: Option<String>,
     #[serde(default)]
     pub api: ApiConfig,
@@ -93,6 +98,8 @@ pub struct Settings {
     pub router: RouterChoice,
     pub default_lifetime: Duration,
     pub hop_limit: u64,
+    /// See `FileConfig::strict_primary_crc`.
+    pub strict_primary_crc: bool,
     /// Tracing filter used when RUST_LOG is unset.
     pub log: Option<String>,
     /// Where the API listens (resolved).
@@ -319,6 +326,7 @@ impl Settings {
             router,
             default_lifetime,
             hop_limit,
+            strict_primary_crc: cfg.strict_primary_crc,
             log: cfg.log.clone(),
             api,
             allow_remote,

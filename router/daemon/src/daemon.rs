@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ferry_core::admin::ReasonCode;
-use ferry_core::bundle::{Bundle, BundleId, BundleMeta, CrcType, DtnTime};
+use ferry_core::bundle::{Bundle, BundleId, BundleMeta, DtnTime};
 use ferry_core::codec;
 use ferry_core::eid::Eid;
 use ferry_core::node::{transmission, Action, Node, NodeStats, Rejected, SendError, SendRequest, Transmit};
@@ -48,9 +48,6 @@ pub const STATE_NODE_ID: &str = "node_id";
 pub const STATE_REGISTRATIONS: &str = "registrations";
 /// Store state key of the configured peers (JSON).
 pub const STATE_PEERS: &str = "peers";
-
-/// First sequence number of the timestamps [`Daemon::creation_timestamp`] hands out.
-pub const CTS_SEQ_BASE: u64 = 1 << 32;
 
 /// A store the daemon can run on: a [`Store`] that can also be flushed and
 /// closed on shutdown.
@@ -266,7 +263,6 @@ pub struct Daemon {
     state_writes: tokio::sync::Mutex<()>,
     peers: Mutex<BTreeMap<String, ConfiguredPeer>>,
     /// Last timestamp handed out by [`Daemon::creation_timestamp`].
-    last_cts: Mutex<(DtnTime, u64)>,
     started: Instant,
 }
 
@@ -301,69 +297,6 @@ pub fn stored_node_id(store: &dyn Store) -> Result<Option<Eid>, DaemonError> {
 pub fn random_node_id() -> Eid {
     let name = format!("{:08x}", rand::random::<u32>());
     Eid::dtn_node(&name).unwrap_or_else(|_| Eid::ipn_node(u64::from(rand::random::<u32>())))
-}
-
-/// The CRC type of a bundle's primary block, read from its first bytes
-/// without decoding the rest; `None` if they are not the start of a bundle.
-fn primary_crc_type(bytes: &[u8]) -> Option<u64> {
-    // 0x9f (indefinite array), a primary block array of 8–11, version 7.
-    if bytes.first() != Some(&0x9f) || !(0x88..=0x8b).contains(bytes.get(1)?) || bytes.get(2) != Some(&0x07) {
-        return None;
-    }
-    let mut at = 3;
-    let mut uint = || -> Option<u64> {
-        let head = *bytes.get(at)?;
-        if head >> 5 != 0 {
-            return None;
-        }
-        let n = match head & 0x1f {
-            v @ 0..=23 => {
-                at += 1;
-                return Some(u64::from(v));
-            }
-            24 => 1,
-            25 => 2,
-            26 => 4,
-            27 => 8,
-            _ => return None,
-        };
-        let raw = bytes.get(at + 1..at + 1 + n)?;
-        at += 1 + n;
-        Some(raw.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
-    };
-    let _flags = uint()?;
-    uint()
-}
-
-/// dtn7-rs's tools (dtnsend, its `/send`) build bundles whose primary block
-/// has no CRC and that carry no BIB, which RFC 9171 §4.3.1 forbids and the
-/// node refuses. Handed in by a local application, such a bundle loses
-/// nothing by getting the CRC-32C it lacks, so it gets one (the canonical
-/// blocks are kept byte for byte; the bundle ID does not change). Anything
-/// else passes through untouched.
-pub fn protect_primary(bytes: Vec<u8>) -> Vec<u8> {
-    if primary_crc_type(&bytes) != Some(0) {
-        return bytes;
-    }
-    if !matches!(codec::decode(&bytes), Err(codec::DecodeError::PrimaryCrcMissing)) {
-        return bytes;
-    }
-    let lenient = codec::DecodeOptions::strict().allow_unprotected_primary(true);
-    let Ok(bundle) = codec::decode_with(&bytes, &lenient) else { return bytes };
-    let mut primary = bundle.primary.clone();
-    primary.crc_type = CrcType::Crc32c;
-    let mut out = Vec::with_capacity(bytes.len() + 8);
-    out.push(0x9f);
-    codec::encode_primary_block(&mut out, &primary, primary.flags, primary.fragment);
-    for block in &bundle.blocks {
-        match bytes.get(block.range.clone()) {
-            Some(b) => out.extend_from_slice(b),
-            None => return bytes,
-        }
-    }
-    out.push(0xff);
-    tracing::debug!(bundle = %bundle.id(), "gave an unprotected primary block a CRC-32C");
-    out
 }
 
 impl Daemon {
@@ -416,7 +349,6 @@ impl Daemon {
             persist_done: Notify::new(),
             state_writes: tokio::sync::Mutex::new(()),
             peers: Mutex::new(peers),
-            last_cts: Mutex::new((0, 0)),
             started: Instant::now(),
         });
 
@@ -668,7 +600,6 @@ impl Daemon {
     /// Takes a bundle from a local application or a peer (`/push`, `/insert`,
     /// websocket bundle mode); returns once it is stored.
     pub async fn receive(&self, bytes: Vec<u8>) -> Result<Received, DaemonError> {
-        let bytes = protect_primary(bytes);
         let (result, actions) = self.input(|node, now| node.handle_received(now, bytes, None));
         let done = self.execute(actions).await;
         match result {
@@ -770,7 +701,7 @@ impl Daemon {
 
     /// A bundle queued for delivery is gone from the store: the node is told.
     async fn delivery_failed(&self, id: &BundleId) {
-        let ((), actions) = self.input(|node, _| node.handle_delivery_failed(id));
+        let ((), actions) = self.input(|node, now| node.handle_delivery_failed(now, id));
         self.execute(actions).await;
     }
 
@@ -858,18 +789,14 @@ impl Daemon {
     }
 
     /// A creation timestamp for a bundle that a client builds itself (`/cts`,
-    /// dtnsend), unique among those handed out.
-    ///
-    /// The node numbers its own bundles `(now, 0)`, `(now, 1)`, ... and keeps
-    /// that counter to itself, so these use sequence numbers from
-    /// [`CTS_SEQ_BASE`] up: a client bundle with this node's ID as source never
-    /// collides with one the node made in the same millisecond.
+    /// dtnsend), from the node's own sequence, so that a client bundle with
+    /// this node's ID as source never collides with one the node made.
     pub fn creation_timestamp(&self) -> (DtnTime, u64) {
-        let now = self.clock.now();
-        let mut last = lock(&self.last_cts);
-        // Never backwards, even if the system clock is.
-        *last = if now > last.0 { (now, CTS_SEQ_BASE) } else { (last.0, last.1 + 1) };
-        *last
+        let ((t, seq), _) = self.input(|node, now| {
+            let c = node.next_creation_timestamp(now);
+            (c.time, c.seq)
+        });
+        (t, seq)
     }
 
     // ----- getters -----
@@ -1076,23 +1003,18 @@ mod tests {
         assert_eq!(store.stats().unwrap().bundles, 50);
     }
 
-    #[test]
-    fn unprotected_primaries_get_a_crc() {
+    #[tokio::test]
+    async fn dtnsend_style_bundles_without_primary_crc_are_accepted_unchanged() {
         let src: bp7::EndpointID = "dtn://dtn7node/".try_into().unwrap();
-        let dst: bp7::EndpointID = "dtn://me/in".try_into().unwrap();
+        let dst: bp7::EndpointID = "dtn://far/in".try_into().unwrap();
         let mut b = bp7::bundle::new_std_payload_bundle(src, dst, b"from dtnsend".to_vec());
         let raw = b.to_cbor();
-        assert_eq!(primary_crc_type(&raw), Some(0));
         assert!(matches!(codec::decode(&raw), Err(codec::DecodeError::PrimaryCrcMissing)));
-        let fixed = protect_primary(raw.clone());
-        assert_eq!(primary_crc_type(&fixed), Some(2));
-        let d = codec::decode(&fixed).unwrap();
-        assert_eq!(&fixed[d.payload().data.clone()], b"from dtnsend");
-        assert_eq!(d.primary.creation.time, b.primary.creation_timestamp.dtntime());
-        // Bundles with a CRC, and garbage, pass through untouched.
-        assert_eq!(protect_primary(fixed.clone()), fixed);
-        assert_eq!(protect_primary(vec![0x9f, 0x88, 0x07]), vec![0x9f, 0x88, 0x07]);
-        assert_eq!(primary_crc_type(&[0x9f, 0x89, 0x07, 0x19, 0x01]), None);
+        let store = Arc::new(MemStore::new());
+        let d = daemon(store.clone(), Arc::new(ManualClock::new(T0))).await;
+        let Received::Stored(id) = d.receive(raw.clone()).await.unwrap() else { panic!("not stored") };
+        // Stored byte for byte: the primary block is immutable in transit (§4.3.1).
+        assert_eq!(store.get_bytes(&id).unwrap().unwrap(), raw);
     }
 
     #[test]

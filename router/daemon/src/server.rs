@@ -103,6 +103,7 @@ pub async fn run(settings: Settings, stop: impl Future<Output = ()> + Send + 'st
 
     let mut node_cfg = NodeConfig::new(node_id.clone(), router_for(&settings.router));
     node_cfg.default_hop_limit = Some(settings.hop_limit);
+    node_cfg.accept_unprotected_primary = !settings.strict_primary_crc;
     let daemon = Daemon::start(
         Node::new(node_cfg),
         Arc::clone(&durable),

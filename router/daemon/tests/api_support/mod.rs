@@ -215,7 +215,8 @@ pub fn bundle(src: &str, dst: &str, seq: u64, lifetime_ms: u64, payload: &[u8]) 
 
 /// The payload of a bundle.
 pub fn payload_of(bytes: &[u8]) -> Vec<u8> {
-    let b = ferry_core::codec::decode(bytes).expect("a valid bundle");
+    // Bundles come back as they were stored, also without a primary CRC (dtn7-style).
+    let b = ferry_core::node::decode_stored(bytes).expect("a valid bundle");
     bytes[b.payload().data.clone()].to_vec()
 }
 
