@@ -142,13 +142,17 @@ impl Plugin {
     /// Creates an instance with the plugin's TOML settings.
     pub fn instantiate(
         self: &Arc<Self>,
+        node_id: &str,
         config: &str,
         callbacks: Arc<dyn HostCallbacks>,
     ) -> Result<Instance, ClaError> {
         let ctx: Box<Arc<dyn HostCallbacks>> = Box::new(callbacks);
+        let node_id: Box<str> = node_id.into();
         let host = Box::new(FerryHost {
             size: std::mem::size_of::<FerryHost>(),
             ctx: &*ctx as *const Arc<dyn HostCallbacks> as *mut c_void,
+            node_id: node_id.as_ptr(),
+            node_id_len: node_id.len(),
             bundle_received: cb_bundle_received,
             peer_up: cb_peer_up,
             peer_down: cb_peer_down,
@@ -161,7 +165,14 @@ impl Plugin {
         if code != FERRY_OK || out.is_null() {
             return Err(self.error(code, buf.message()));
         }
-        Ok(Instance { plugin: self.clone(), inst: out, _host: host, _ctx: ctx, stopped: AtomicBool::new(false) })
+        Ok(Instance {
+            plugin: self.clone(),
+            inst: out,
+            _host: host,
+            _ctx: ctx,
+            _node_id: node_id,
+            stopped: AtomicBool::new(false),
+        })
     }
 
     fn error(&self, code: i32, message: String) -> ClaError {
@@ -203,6 +214,7 @@ pub struct Instance {
     inst: *mut c_void,
     _host: Box<FerryHost>,
     _ctx: Box<Arc<dyn HostCallbacks>>,
+    _node_id: Box<str>,
     stopped: AtomicBool,
 }
 

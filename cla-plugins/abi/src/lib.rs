@@ -130,6 +130,9 @@ pub struct FerryHost {
     pub size: usize,
     /// Opaque; passed back as the first argument of every callback.
     pub ctx: *mut c_void,
+    /// The node ID of the host (UTF-8, not NUL-terminated), e.g. for TCPCL's SESS_INIT.
+    pub node_id: *const u8,
+    pub node_id_len: usize,
     /// A bundle arrived from `peer`. The plugin withholds its acknowledgement
     /// until `verdict(token, ...)`.
     pub bundle_received: unsafe extern "C" fn(ctx: *mut c_void, peer: u64, data: *const u8, len: usize, token: u64),

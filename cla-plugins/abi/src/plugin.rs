@@ -111,6 +111,15 @@ impl Host {
         Host { raw }
     }
 
+    /// The host node's ID (`dtn://name/` or `ipn:N.0`).
+    pub fn node_id(&self) -> &str {
+        if self.raw.node_id.is_null() {
+            return "";
+        }
+        let bytes = unsafe { std::slice::from_raw_parts(self.raw.node_id, self.raw.node_id_len) };
+        std::str::from_utf8(bytes).unwrap_or("")
+    }
+
     pub fn bundle_received(&self, peer: u64, bundle: &[u8], token: u64) {
         unsafe { (self.raw.bundle_received)(self.raw.ctx, peer, bundle.as_ptr(), bundle.len(), token) }
     }

@@ -58,7 +58,7 @@ fn loads_runs_and_stops_a_plugin_through_dlopen() {
     assert_eq!(plugin.name(), "loopback");
     assert_eq!(plugin.version(), "1.0.0");
     let rec = Arc::new(Recorder::default());
-    let inst = plugin.instantiate("", rec.clone()).unwrap();
+    let inst = plugin.instantiate("dtn://host/", "", rec.clone()).unwrap();
     inst.start().unwrap();
     inst.transmit(7, 42, b"bundle bytes").unwrap();
     inst.verdict(42, Verdict::Accepted);
@@ -84,20 +84,20 @@ fn loads_runs_and_stops_a_plugin_through_dlopen() {
 fn a_panicking_plugin_returns_an_error_and_the_host_goes_on() {
     let plugin = Plugin::load(&example_lib("loopback_plugin")).unwrap();
     let rec = Arc::new(Recorder::default());
-    let err = plugin.instantiate("panic_in = \"create\"", rec.clone()).err().unwrap();
+    let err = plugin.instantiate("dtn://host/", "panic_in = \"create\"", rec.clone()).err().unwrap();
     assert!(
         matches!(&err, ClaError::Panicked { message, .. } if message.contains("asked to panic in create")),
         "{err}"
     );
 
-    let inst = plugin.instantiate("panic_in = \"start\"", rec.clone()).unwrap();
+    let inst = plugin.instantiate("dtn://host/", "panic_in = \"start\"", rec.clone()).unwrap();
     assert!(matches!(inst.start(), Err(ClaError::Panicked { .. })));
 
-    let inst = plugin.instantiate("panic_in = \"transmit\"", rec.clone()).unwrap();
+    let inst = plugin.instantiate("dtn://host/", "panic_in = \"transmit\"", rec.clone()).unwrap();
     assert!(matches!(inst.transmit(7, 1, b"x"), Err(ClaError::Panicked { .. })));
     inst.transmit(7, 2, b"y").unwrap_err(); // still callable, still an error, no abort
 
-    let inst = plugin.instantiate("panic_in = \"verdict\"", rec.clone()).unwrap();
+    let inst = plugin.instantiate("dtn://host/", "panic_in = \"verdict\"", rec.clone()).unwrap();
     inst.verdict(1, Verdict::Accepted); // swallowed at the boundary
     inst.stop();
     assert!(matches!(inst.transmit(7, 3, b"z"), Err(ClaError::Stopped { .. })));
@@ -106,9 +106,9 @@ fn a_panicking_plugin_returns_an_error_and_the_host_goes_on() {
 #[test]
 fn a_failing_create_says_why() {
     let plugin = Plugin::load(&example_lib("loopback_plugin")).unwrap();
-    let err = plugin.instantiate("fail_create = true", Arc::new(Recorder::default())).err().unwrap();
+    let err = plugin.instantiate("dtn://host/", "fail_create = true", Arc::new(Recorder::default())).err().unwrap();
     assert_eq!(err.to_string(), "loopback: fail_create is set");
-    let err = plugin.instantiate("\u{0}bad", Arc::new(Recorder::default()));
+    let err = plugin.instantiate("dtn://host/", "\u{0}bad", Arc::new(Recorder::default()));
     assert!(err.is_ok(), "NUL is valid UTF-8; the plugin decides what its config means");
 }
 
@@ -153,7 +153,7 @@ struct InProcess {
 impl ferry_cla_abi::Cla for InProcess {
     const NAME: &'static std::ffi::CStr = c"inproc";
     fn create(config: &str, host: ferry_cla_abi::Host) -> Result<Self, String> {
-        host.info(&format!("config: {config}"));
+        host.info(&format!("config: {config} on {}", host.node_id()));
         Ok(InProcess { host })
     }
     fn transmit(&self, peer: u64, transmit: u64, bundle: &[u8]) -> Result<(), String> {
@@ -172,10 +172,13 @@ fn in_process_plugins_use_the_same_path() {
     let plugin = Plugin::in_process(&IN_PROCESS).unwrap();
     assert_eq!(plugin.name(), "inproc");
     let rec = Arc::new(Recorder::default());
-    let inst = plugin.instantiate("port = 1", rec.clone()).unwrap();
+    let inst = plugin.instantiate("dtn://host/", "port = 1", rec.clone()).unwrap();
     inst.start().unwrap();
     inst.transmit(3, 9, b"b").unwrap();
-    assert_eq!(rec.events(), vec!["log 3 config: port = 1", "received peer=3 token=9 b", "done 9 Refused"]);
+    assert_eq!(
+        rec.events(),
+        vec!["log 3 config: port = 1 on dtn://host/", "received peer=3 token=9 b", "done 9 Refused"]
+    );
     let err = inst.connect("x").unwrap_err();
     assert!(err.to_string().contains("does not connect"), "{err}");
 }
