@@ -61,6 +61,11 @@ fn dtnrecv(bin: &Path, web: u16) -> Vec<u8> {
 #[test]
 fn exchanges_bundles_with_dtn7_rs_over_tcpcl_and_mtcp() {
     let Some(bin) = dtn7_bin() else {
+        // scripts/test installs dtn7 and sets FERRY_REQUIRE_DTN7, so CI never skips.
+        assert!(
+            std::env::var_os("FERRY_REQUIRE_DTN7").is_none(),
+            "FERRY_REQUIRE_DTN7 is set but dtn7-rs is not installed (run scripts/install-dtn7)"
+        );
         eprintln!("dtn7-rs not installed (scripts/install-dtn7); skipping the interop test");
         return;
     };
