@@ -15,6 +15,13 @@
 //! wakes all waiters on a condvar; a caller is done when the watermark reaches
 //! its number.
 //!
+//! A caller that must not block (an async task: parking a thread per write
+//! costs two context switches and a futex wake-up each, which is most of the
+//! CPU a small bundle costs) hands its request a [`Notifier`] instead of
+//! waiting; the commit thread calls it once the group holding the request is
+//! on disk (or failed). It runs on the commit thread, after the watermark is
+//! published, so a notified caller sees its write like a waiting one does.
+//!
 //! A failed write poisons the store for writing: the changes after it were
 //! decided against state that never reached the disk, so every later request
 //! fails too (RocksDB itself refuses writes after a failed WAL write). Reads
@@ -26,6 +33,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use ferry_core::store::{StoreError, StoreStats};
 use rocksdb::{WriteBatch, WriteOptions};
+
+use crate::OnDurable;
 
 use crate::keys::Cf;
 use crate::Shared;
@@ -71,6 +80,32 @@ impl Delta {
     }
 }
 
+/// Calls an [`OnDurable`] exactly once: with the outcome, or with
+/// [`StoreError::Closed`] if it is dropped uncalled (its request was still
+/// queued when the commit thread died, or never got queued), so that nobody
+/// waits forever for a write that will not happen.
+pub(crate) struct Notifier(Option<OnDurable>);
+
+impl Notifier {
+    pub fn new(f: OnDurable) -> Notifier {
+        Notifier(Some(f))
+    }
+
+    pub fn fire(mut self, result: Result<(), StoreError>) {
+        if let Some(f) = self.0.take() {
+            f(result);
+        }
+    }
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(Err(StoreError::Closed));
+        }
+    }
+}
+
 /// A unit of work for the commit thread.
 pub(crate) struct Request {
     pub seq: u64,
@@ -79,6 +114,8 @@ pub(crate) struct Request {
     /// the writer's overlay; the commit thread clears them once written.
     pub keys: Vec<Vec<u8>>,
     pub delta: Delta,
+    /// Told when the request is durable, for callers that do not wait.
+    pub notify: Option<Notifier>,
 }
 
 /// What waiters watch.
@@ -91,6 +128,49 @@ pub(crate) struct CommitState {
     pub failed: Option<(u64, String)>,
     /// The commit thread has exited; nothing more will be written.
     pub stopped: bool,
+    /// Callers that do not block, waiting for a sequence number that another
+    /// request carries (see [`Completion::notify_when_done`]).
+    watchers: Vec<(u64, Notifier)>,
+}
+
+impl CommitState {
+    /// The outcome for request `seq`, if it is decided.
+    fn outcome(&self, seq: u64) -> Option<Result<(), StoreError>> {
+        if let Some((first_failed, why)) = &self.failed {
+            if seq >= *first_failed {
+                return Some(Err(StoreError::Engine(why.clone())));
+            }
+        }
+        if self.committed >= seq {
+            return Some(Ok(()));
+        }
+        if self.stopped {
+            return Some(Err(StoreError::Closed));
+        }
+        None
+    }
+
+    /// Takes the watchers whose outcome is decided, with it.
+    fn decided_watchers(&mut self) -> Vec<(Notifier, Result<(), StoreError>)> {
+        if self.watchers.is_empty() {
+            return Vec::new();
+        }
+        let mut fired = Vec::new();
+        let mut i = 0;
+        while i < self.watchers.len() {
+            match self.outcome(self.watchers[i].0) {
+                Some(r) => fired.push((self.watchers.swap_remove(i).1, r)),
+                None => i += 1,
+            }
+        }
+        fired
+    }
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Notifier")
+    }
 }
 
 /// The completion side, shared between callers and the commit thread.
@@ -119,18 +199,23 @@ impl Completion {
     pub fn wait(&self, seq: u64) -> Result<(), StoreError> {
         let mut s = self.lock();
         loop {
-            if let Some((first_failed, why)) = &s.failed {
-                if seq >= *first_failed {
-                    return Err(StoreError::Engine(why.clone()));
-                }
-            }
-            if s.committed >= seq {
-                return Ok(());
-            }
-            if s.stopped {
-                return Err(StoreError::Closed);
+            if let Some(r) = s.outcome(seq) {
+                return r;
             }
             s = self.cond.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Calls `notify` once request `seq` is on disk (or failed): now, if it
+    /// already is.
+    pub fn notify_when_done(&self, seq: u64, notify: Notifier) {
+        let mut s = self.lock();
+        match s.outcome(seq) {
+            Some(r) => {
+                drop(s);
+                notify.fire(r);
+            }
+            None => s.watchers.push((seq, notify)),
         }
     }
 
@@ -140,8 +225,13 @@ impl Completion {
         if s.failed.is_none() {
             s.failed = failure;
         }
+        let fired = s.decided_watchers();
         drop(s);
         self.cond.notify_all();
+        // Outside the lock: a callback may well look at the store again.
+        for (n, r) in fired {
+            n.fire(r);
+        }
     }
 }
 
@@ -157,8 +247,12 @@ impl Drop for StopGuard<'_> {
             s.failed = Some((next, "the store's commit thread panicked".to_owned()));
         }
         s.stopped = true;
+        let fired = s.decided_watchers();
         drop(s);
         self.0.cond.notify_all();
+        for (n, r) in fired {
+            n.fire(r);
+        }
     }
 }
 
@@ -194,12 +288,13 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Request>, limits: GroupLimit
 
         let result = match shared.completion.failure() {
             Some(why) => Err(why),
-            None => write_group(&shared, &group, &sync),
+            None => write_group(&shared, &mut group, &sync),
         };
 
         // The overlay goes only after the write: until then it is what later
         // requests must see. On failure it goes too; the store is poisoned.
         shared.writer_state().forget_pending(&group);
+        let outcome = result.as_ref().map(|_| ()).map_err(|why| why.clone());
         let failure = match result {
             Ok(()) => {
                 let mut stats = shared.stats_lock();
@@ -217,15 +312,25 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Request>, limits: GroupLimit
             }
         };
         shared.completion.publish(last_seq, failure);
+        // After publishing, so that whoever is told sees the write as durable
+        // everywhere (stats, reads, the watermark).
+        for r in group {
+            if let Some(n) = r.notify {
+                n.fire(outcome.clone().map_err(StoreError::Engine));
+            }
+        }
     }
 }
 
-fn write_group(shared: &Shared, group: &[Request], sync: &WriteOptions) -> Result<(), String> {
+/// Writes the group's operations as one synced batch. Each operation is freed
+/// as soon as the batch has its copy, so that a group of big bundles is not in
+/// memory twice over.
+fn write_group(shared: &Shared, group: &mut [Request], sync: &WriteOptions) -> Result<(), String> {
     let mut batch = WriteBatch::default();
-    for op in group.iter().flat_map(|r| &r.ops) {
+    for op in group.iter_mut().flat_map(|r| r.ops.drain(..)) {
         match op {
-            Op::Put(cf, k, v) => batch.put_cf(shared.cf(*cf).map_err(|e| e.to_string())?, k, v),
-            Op::Delete(cf, k) => batch.delete_cf(shared.cf(*cf).map_err(|e| e.to_string())?, k),
+            Op::Put(cf, k, v) => batch.put_cf(shared.cf(cf).map_err(|e| e.to_string())?, k, v),
+            Op::Delete(cf, k) => batch.delete_cf(shared.cf(cf).map_err(|e| e.to_string())?, k),
         }
     }
     shared.db.write_opt(batch, sync).map_err(|e| e.to_string())

@@ -34,8 +34,9 @@
 //! # Durability
 //!
 //! When `put`, `put_many`, `update_meta`, `delete`, `delete_many` or
-//! `put_state` return `Ok`, the change is in RocksDB's write-ahead log and the
-//! log has been synced (`WriteOptions::set_sync(true)`): it survives a process
+//! `put_state` return `Ok` (or the [`OnDurable`] callback of
+//! `submit_put_many` / `submit_delete_many` is called with `Ok`), the change
+//! is in RocksDB's write-ahead log and the log has been synced (`WriteOptions::set_sync(true)`): it survives a process
 //! crash and a power cut, so the caller may acknowledge the bundle (TCPCL
 //! XFER_ACK, API success). A change becomes visible to readers only when it is
 //! durable: a reader never sees a bundle that a crash could still take away.
@@ -53,10 +54,21 @@
 //! callers arriving during a sync share the next one. [`RocksStore::commit_stats`]
 //! counts batches against writes.
 //!
-//! Memory: until its write returns, a queued request owns a copy of its
-//! bundle's bytes and the group's batch holds another;
-//! [`RocksOptions::max_group_bytes`] bounds a group. (The `Store` trait hands
-//! `put` the whole bundle as one slice, so a bundle is in memory once anyway.)
+//! Callers that must not block (ferryd's async tasks) use
+//! [`RocksStore::submit_put_many`] and [`RocksStore::submit_delete_many`]: the
+//! same request, queued the same way, but instead of a parked thread per
+//! write the commit thread calls an [`OnDurable`] callback once the group is
+//! synced. Parking and waking a thread per write cost more CPU than the write
+//! itself for small bundles.
+//!
+//! Memory: until its write returns, a queued request owns its bundle's bytes
+//! (a copy for `put`; `submit_put_many` takes them over) and the group's
+//! batch copies them, freeing each request's copy as it goes;
+//! [`RocksOptions::max_group_bytes`] bounds a group. Memtables hold bundle
+//! bytes, blobs included, until they are flushed:
+//! [`RocksOptions::memtable_budget`] bounds them all together. (The `Store`
+//! trait hands `put` the whole bundle as one slice, so a bundle is in memory
+//! once anyway.)
 //!
 //! Because queued changes are not in RocksDB yet, the writer lock also guards
 //! an overlay of pending per-bundle state: a `delete` right after a
@@ -85,10 +97,17 @@ use std::thread::JoinHandle;
 use ferry_core::bundle::{BundleId, BundleMeta, DtnTime};
 use ferry_core::eid::Eid;
 use ferry_core::store::{Store, StoreError, StoreStats};
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, ReadOptions, DB};
+use rocksdb::{BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, Options, ReadOptions, DB};
 
-use crate::commit::{Completion, Delta, GroupLimits, Op, Request};
+use crate::commit::{Completion, Delta, GroupLimits, Notifier, Op, Request};
 use crate::keys::Cf;
+
+/// Told when a write handed to [`RocksStore::submit_put_many`] (or
+/// [`RocksStore::submit_delete_many`]) is durable (`Ok`) or failed. Called
+/// exactly once, possibly before the submit call returns (an error found
+/// while queueing, or nothing to write). It runs on the store's commit thread:
+/// it must be quick and must not block (send on a channel, wake a task).
+pub type OnDurable = Box<dyn FnOnce(Result<(), StoreError>) + Send + 'static>;
 
 /// Tuning for [`RocksStore::open_with`]. `Default` is what `open` uses.
 #[derive(Debug, Clone)]
@@ -99,12 +118,21 @@ pub struct RocksOptions {
     /// Target size of one blob file. Default 256 MiB.
     pub blob_file_size: u64,
     /// A commit group stops taking queued requests once it holds this many
-    /// bytes (one request may take it past). Default 64 MiB.
+    /// bytes (one request may take it past). While it is written, a group is
+    /// in memory twice (the requests, then RocksDB's batch). Default 8 MiB:
+    /// big enough that a sync is shared by several large bundles, small
+    /// enough not to matter for memory.
     pub max_group_bytes: usize,
     /// ...or this many requests. Default 1024.
     pub max_group_requests: usize,
-    /// Memtable size per column family. Default 64 MiB.
+    /// Memtable size per column family. Default 16 MiB.
     pub write_buffer_size: usize,
+    /// Memtables of all column families together, at most (RocksDB's
+    /// `db_write_buffer_size`: past it the largest is flushed early).
+    /// Memtables hold bundle bytes until they are flushed, blobs included, so
+    /// this is most of the store's share of the daemon's memory. Default
+    /// 48 MiB.
+    pub memtable_budget: usize,
 }
 
 impl Default for RocksOptions {
@@ -112,9 +140,10 @@ impl Default for RocksOptions {
         RocksOptions {
             min_blob_size: 4096,
             blob_file_size: 256 << 20,
-            max_group_bytes: 64 << 20,
+            max_group_bytes: 8 << 20,
             max_group_requests: 1024,
-            write_buffer_size: 64 << 20,
+            write_buffer_size: 16 << 20,
+            memtable_budget: 48 << 20,
         }
     }
 }
@@ -309,6 +338,7 @@ impl RocksStore {
         // stated here because the durability promise rests on it): everything
         // synced before it is replayed.
         db_opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
+        db_opts.set_db_write_buffer_size(options.memtable_budget);
 
         let cfs = Cf::ALL.iter().map(|&cf| {
             let mut o = Options::default();
@@ -320,6 +350,25 @@ impl RocksStore {
                 // Without blob GC, blob files of deleted bundles are only
                 // reclaimed when every blob in them is dead.
                 o.set_enable_blob_gc(true);
+                // Each compaction of this CF also relocates the live blobs of
+                // the oldest blob files (the GC above): compacting after every
+                // 4 flushes, as RocksDB does by default, writes big payloads
+                // over and over while bundles pour in. Its SST files hold
+                // keys and blob references only (or small bundles), so more
+                // of them may wait in level 0.
+                o.set_level_zero_file_num_compaction_trigger(16);
+                o.set_level_zero_slowdown_writes_trigger(48);
+                o.set_level_zero_stop_writes_trigger(64);
+            }
+            if cf == Cf::Meta {
+                // Every put reads `meta` first (is the ID there already?) and
+                // almost always finds nothing: bloom filters, in the memtable
+                // and in the SST files, answer that without a search.
+                o.set_memtable_prefix_bloom_ratio(0.1);
+                o.set_memtable_whole_key_filtering(true);
+                let mut table = BlockBasedOptions::default();
+                table.set_bloom_filter(10.0, false);
+                o.set_block_based_table_factory(&table);
             }
             ColumnFamilyDescriptor::new(cf.name(), o)
         });
@@ -359,6 +408,45 @@ impl RocksStore {
             txn.put(meta, bytes)?;
         }
         txn.commit()
+    }
+
+    /// Queues several bundles for storing in one batch and returns at once;
+    /// `done` is told when they are durable (the same promise as
+    /// [`RocksStore::put_many`] returning `Ok`). Takes the bytes by value so
+    /// that they are not copied on the way.
+    ///
+    /// For async callers: nothing blocks but the short writer lock, so no
+    /// thread is parked per write. Changes are visible to readers, and to
+    /// later writes' read-before-write, exactly as with `put_many`.
+    pub fn submit_put_many(&self, items: Vec<(BundleMeta, Vec<u8>)>, done: OnDurable) {
+        let notify = Notifier::new(done);
+        let mut txn = match Txn::begin(&self.shared) {
+            Ok(t) => t,
+            Err(e) => return notify.fire(Err(e)),
+        };
+        for (meta, bytes) in items {
+            if let Err(e) = txn.put_owned(&meta, bytes) {
+                return notify.fire(Err(e));
+            }
+        }
+        txn.submit(notify);
+    }
+
+    /// Queues the deletion of several bundles in one batch and returns at
+    /// once; `done` is told when the deletions are durable. IDs that are not
+    /// there are skipped.
+    pub fn submit_delete_many(&self, ids: &[BundleId], done: OnDurable) {
+        let notify = Notifier::new(done);
+        let mut txn = match Txn::begin(&self.shared) {
+            Ok(t) => t,
+            Err(e) => return notify.fire(Err(e)),
+        };
+        for id in ids {
+            if let Err(e) = txn.delete(id) {
+                return notify.fire(Err(e));
+            }
+        }
+        txn.submit(notify);
     }
 
     /// Deletes several bundles in one batch with one sync; for each ID, whether
@@ -505,13 +593,17 @@ impl<'a> Txn<'a> {
     }
 
     fn put(&mut self, meta: &BundleMeta, bytes: &[u8]) -> Result<(), StoreError> {
+        self.put_owned(meta, bytes.to_vec())
+    }
+
+    fn put_owned(&mut self, meta: &BundleMeta, bytes: Vec<u8>) -> Result<(), StoreError> {
         let key = meta.id.to_key();
         if let Some(old) = self.current(&key)? {
             self.unindex(&key, &old)?;
             self.delta.removed(old.len);
         }
         let len = bytes.len() as u64;
-        self.ops.push(Op::Put(Cf::Bundles, key.clone(), bytes.to_vec()));
+        self.ops.push(Op::Put(Cf::Bundles, key.clone(), bytes));
         self.index(&key, meta, len);
         self.delta.added(len);
         self.mine.insert(key, Some(Stored { meta: Some(meta.clone()), len }));
@@ -542,24 +634,51 @@ impl<'a> Txn<'a> {
         Ok(true)
     }
 
-    /// Queues the request (if it changes anything), releases the writer lock
-    /// and waits until it is durable.
-    fn commit(self) -> Result<(), StoreError> {
-        let Txn { shared, mut w, ops, mine, delta, depends_on } = self;
+    /// Queues the request (if it changes anything) and releases the writer
+    /// lock. Returns the sequence number to wait for, 0 if none.
+    fn queue(self, notify: Option<Notifier>) -> Result<u64, StoreError> {
+        let Txn { shared: _, mut w, ops, mine, delta, depends_on } = self;
         if ops.is_empty() {
             drop(w);
-            return if depends_on > 0 { shared.completion.wait(depends_on) } else { Ok(()) };
+            if let Some(n) = notify {
+                n.fire(Ok(()));
+            }
+            return Ok(depends_on);
         }
         let seq = w.next_seq;
-        let request = Request { seq, ops, keys: mine.keys().cloned().collect(), delta };
+        let request = Request { seq, ops, keys: mine.keys().cloned().collect(), delta, notify };
         let sender = w.sender.as_ref().ok_or(StoreError::Closed)?;
+        // A failed send drops the request, and with it its notifier (which
+        // then reports `Closed`).
         sender.send(request).map_err(|_| StoreError::Closed)?;
         w.next_seq += 1;
         for (key, state) in mine {
             w.pending.insert(key, Pending { seq, state });
         }
-        drop(w);
-        shared.completion.wait(seq)
+        Ok(seq)
+    }
+
+    /// Queues the request and waits until it is durable.
+    fn commit(self) -> Result<(), StoreError> {
+        let shared = self.shared;
+        match self.queue(None)? {
+            0 => Ok(()),
+            seq => shared.completion.wait(seq),
+        }
+    }
+
+    /// Queues the request; `notify` is told when it is durable.
+    fn submit(self, notify: Notifier) {
+        let shared = self.shared;
+        if self.ops.is_empty() {
+            // Nothing to write, but what it read may still be on its way to
+            // disk (a queued delete): tell the caller once that is durable.
+            let depends_on = self.depends_on;
+            drop(self);
+            return shared.completion.notify_when_done(depends_on, notify);
+        }
+        // On error the request, and so `notify`, is dropped: it reports `Closed`.
+        let _ = self.queue(Some(notify));
     }
 }
 
