@@ -60,6 +60,10 @@ pub fn router(state: AppState) -> Router {
         .route("/status/nodeid", get(status_nodeid))
         .route("/status/eids", get(status_eids))
         .route("/status/bundles", get(status_bundles))
+        .route("/status/bundles/verbose", get(status_bundles_verbose))
+        .route("/status/bundles/digest", get(status_bundles_digest))
+        .route("/status/bundles/filtered", get(status_bundles_filtered))
+        .route("/status/bundles/filtered/digest", get(status_bundles_filtered_digest))
         .route("/status/store", get(status_store))
         .route("/status/peers", get(status_peers))
         .route("/status/info", get(status_info))
@@ -234,7 +238,9 @@ async fn send(State(st): State<AppState>, Query(q): Query<HashMap<String, String
     }
 }
 
-/// Hands raw bundle bytes to the node; `success` words the answer.
+/// Hands raw bundle bytes to the node; `success` words the answer. Callers
+/// pass `Vec::from(body)`: it takes over the body's buffer when axum collected
+/// it into one, instead of copying a bundle that may be megabytes.
 async fn take_bundle(d: &Arc<Daemon>, bytes: Vec<u8>, success: impl FnOnce(usize) -> String) -> Response {
     let len = bytes.len();
     let daemon = Arc::clone(d);
@@ -250,7 +256,7 @@ async fn take_bundle(d: &Arc<Daemon>, bytes: Vec<u8>, success: impl FnOnce(usize
 
 /// `POST /insert` (body: a CBOR bundle).
 async fn insert(State(st): State<AppState>, body: Bytes) -> Response {
-    take_bundle(&st.daemon, body.to_vec(), |n| format!("Sent {n} bytes")).await
+    take_bundle(&st.daemon, Vec::from(body), |n| format!("Sent {n} bytes")).await
 }
 
 /// `GET /insert?<hex of a CBOR bundle>`.
@@ -266,7 +272,7 @@ async fn insert_hex(State(st): State<AppState>, RawQuery(q): RawQuery) -> Respon
 
 /// `POST /push` (body: a CBOR bundle).
 async fn push(State(st): State<AppState>, body: Bytes) -> Response {
-    take_bundle(&st.daemon, body.to_vec(), |n| format!("Received {n} bytes")).await
+    take_bundle(&st.daemon, Vec::from(body), |n| format!("Received {n} bytes")).await
 }
 
 // ----- applications -----
@@ -402,11 +408,13 @@ async fn peers_add(State(st): State<AppState>, Query(q): Query<HashMap<String, S
         Ok(p) => p,
         Err(_) => return text(StatusCode::BAD_REQUEST, "Malformed peer URL"),
     };
-    let note = format!("; no convergence layer for `{}` is loaded, so Ferry will not connect to it yet", peer.cla);
-    tracing::warn!(peer = peer.eid, cla = peer.cla, "peer configured, but no convergence layer is loaded to reach it");
+    let note = |reached: Result<String, String>| match reached {
+        Ok(cla) => format!("; connecting through the {cla} convergence layer"),
+        Err(e) => format!("; not connecting: {e}"),
+    };
     match st.daemon.add_peer(peer).await {
-        Ok(true) => ok(format!("Added new peer{note}")),
-        Ok(false) => ok(format!("Updated existing peer{note}")),
+        Ok((true, reached)) => ok(format!("Added new peer{}", note(reached))),
+        Ok((false, reached)) => ok(format!("Updated existing peer{}", note(reached))),
         Err(e) => error(e),
     }
 }
@@ -441,6 +449,67 @@ async fn status_eids(State(st): State<AppState>) -> Response {
 async fn status_bundles(State(st): State<AppState>) -> Response {
     let bids: Vec<String> = st.daemon.bundles().iter().map(|(m, _)| m.id.to_string()).collect();
     json(&bids)
+}
+
+/// `GET /status/bundles/verbose` (`dtnquery bundles -v`): one line per
+/// bundle, `<source> <destination> <creation time (DTN ms)> <size>`, as dtn7-rs.
+async fn status_bundles_verbose(State(st): State<AppState>) -> Response {
+    let lines: Vec<String> = st
+        .daemon
+        .bundles()
+        .iter()
+        .map(|(m, _)| format!("{} {} {} {}", m.id.source, m.destination, m.id.creation.time, m.size))
+        .collect();
+    json(&lines)
+}
+
+/// The IDs of the bundles whose source or destination contains `addr`
+/// (a substring, as dtn7-rs matches it).
+fn bids_matching(d: &Daemon, addr: &str) -> Vec<String> {
+    d.bundles()
+        .iter()
+        .filter(|(m, _)| m.id.source.to_string().contains(addr) || m.destination.to_string().contains(addr))
+        .map(|(m, _)| m.id.to_string())
+        .collect()
+}
+
+/// dtn7-rs's digest of a list of bundle IDs: SHA-1 over the IDs, one after
+/// the other, in lowercase hex. Peers compare digests to tell whether they
+/// know the same bundles.
+fn digest_of(bids: &[String]) -> String {
+    use sha1::Digest;
+    let mut hasher = sha1::Sha1::new();
+    for bid in bids {
+        hasher.update(bid.as_bytes());
+    }
+    hexify(&hasher.finalize())
+}
+
+/// `GET /status/bundles/digest` (`dtnquery bundles -d`): the digest of every
+/// stored bundle's ID, sorted as text.
+async fn status_bundles_digest(State(st): State<AppState>) -> Response {
+    let mut bids: Vec<String> = st.daemon.bundles().iter().map(|(m, _)| m.id.to_string()).collect();
+    bids.sort();
+    ok(digest_of(&bids))
+}
+
+/// `GET /status/bundles/filtered?addr=<text>` (`dtnquery bundles -a`).
+async fn status_bundles_filtered(State(st): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+    match q.get("addr") {
+        Some(addr) => json(&bids_matching(&st.daemon, addr)),
+        None => text(StatusCode::BAD_REQUEST, "missing filter criteria"),
+    }
+}
+
+/// `GET /status/bundles/filtered/digest?addr=<text>` (`dtnquery bundles -a -d`).
+async fn status_bundles_filtered_digest(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    match q.get("addr") {
+        Some(addr) => ok(digest_of(&bids_matching(&st.daemon, addr))),
+        None => text(StatusCode::BAD_REQUEST, "missing filter criteria"),
+    }
 }
 
 async fn status_store(State(st): State<AppState>) -> Response {
@@ -635,6 +704,14 @@ mod tests {
         assert_eq!(raw_arg(Some("incoming".into()), "endpoint").as_deref(), Some("incoming"));
         assert_eq!(raw_arg(Some("".into()), "endpoint"), None);
         assert_eq!(raw_arg(None, "endpoint"), None);
+    }
+
+    #[test]
+    fn digests_as_dtn7_rs() {
+        // SHA-1 of the concatenated IDs; of nothing, SHA-1's empty digest.
+        assert_eq!(digest_of(&[]), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(digest_of(&["ab".into(), "c".into()]), digest_of(&["abc".into()]));
+        assert_eq!(digest_of(&["abc".into()]), "a9993e364706816aba3e25717850c26c9cd0d89d");
     }
 
     #[test]

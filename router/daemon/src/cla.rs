@@ -1,35 +1,41 @@
-//! Where transmissions go: the convergence layers.
+//! Where transmissions go: the convergence layers, as the daemon sees them.
 //!
-//! There are no convergence-layer plugins yet (the TCP plugin brings the first),
-//! so no peer ever comes up and the node never asks to transmit. The path is
-//! wired anyway, end to end, so that a CLA only has to implement [`Cla`].
+//! [`crate::plugins::ClaHost`] implements [`Cla`] over the plugins loaded
+//! through the C ABI; [`NoCla`] stands in when there are none (tests, API-only
+//! nodes).
 
 use ferry_core::bundle::BundleId;
 use ferry_core::node::TransmitOutcome;
 use ferry_core::router::PeerId;
 
-/// A convergence layer as the daemon sees it: something that puts bundle bytes
-/// on a link to a peer and says how it went.
+/// Something that puts bundle bytes on a link to a peer.
 pub trait Cla: Send + Sync {
-    /// Short name for logs ("tcp", "usbdir").
-    fn name(&self) -> &str;
+    /// Short name for logs and status ("tcp", "none").
+    fn name(&self) -> String;
 
-    /// Sends `bundles` (one bundle, or the fragments of one) to `peer`. Called on
-    /// the blocking pool; may block until the peer acknowledged.
-    fn transmit(&self, peer: PeerId, id: &BundleId, bundles: &[Vec<u8>]) -> TransmitOutcome;
+    /// Queues `bundles` (one bundle, or the fragments of one) for `peer`.
+    /// `Ok`: the outcome comes later through `Daemon::transmitted`. `Err`: it
+    /// was not queued, and this is the outcome. Must not block.
+    fn transmit(&self, peer: PeerId, id: &BundleId, bundles: &[Vec<u8>]) -> Result<(), TransmitOutcome>;
+
+    /// Asks a convergence layer to reach a peer URL (`/peers/add`); returns
+    /// the name of the one that took it.
+    fn connect(&self, url: &str) -> Result<String, String> {
+        Err(format!("no convergence layer is loaded to reach {url}"))
+    }
 }
 
-/// The only CLA there is for now: it reaches nobody.
+/// No convergence layer: nothing can be sent.
 #[derive(Debug, Default)]
 pub struct NoCla;
 
 impl Cla for NoCla {
-    fn name(&self) -> &str {
-        "none"
+    fn name(&self) -> String {
+        "none".into()
     }
 
-    fn transmit(&self, peer: PeerId, id: &BundleId, bundles: &[Vec<u8>]) -> TransmitOutcome {
+    fn transmit(&self, peer: PeerId, id: &BundleId, bundles: &[Vec<u8>]) -> Result<(), TransmitOutcome> {
         tracing::warn!(peer = peer.0, bundle = %id, parts = bundles.len(), "no convergence layer is loaded; transmission failed");
-        TransmitOutcome::Failed
+        Err(TransmitOutcome::Failed)
     }
 }

@@ -16,6 +16,12 @@
 //! [[routes]]
 //! pattern = "dtn://far/*"
 //! via = "dtn://gateway/"
+//!
+//! [[cla]]                          # default: the TCP plugin next to ferryd, listen = ["0.0.0.0:4556"]
+//! path = "libferry_cla_tcp.so"     # relative to this file
+//! [cla.settings]                   # the plugin's own settings
+//! listen = ["0.0.0.0:4556"]
+//! peers = ["tcpcl://10.0.0.2:4556"]
 //! ```
 //!
 //! Unknown keys are errors. Every error names the file, the line and the key.
@@ -33,6 +39,9 @@ use toml::Spanned;
 pub const DEFAULT_API: &str = "127.0.0.1:3000";
 /// Lifetime of bundles sent without one.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// Settings of the TCP plugin loaded when the config names no `[[cla]]`:
+/// TCPCLv4 on the IANA port on every interface (RFC 9174 §8.1).
+pub const DEFAULT_TCP_SETTINGS: &str = "listen = [\"0.0.0.0:4556\"]\n";
 /// Hop limit put on bundles created here when the config names none.
 pub const DEFAULT_HOP_LIMIT: u64 = 32;
 
@@ -55,6 +64,23 @@ pub struct FileConfig {
     pub log: Option<String>,
     #[serde(default)]
     pub api: ApiConfig,
+    /// Convergence-layer plugins to load.
+    #[serde(default)]
+    pub cla: Vec<ClaConfig>,
+    /// Load the TCP plugin found next to ferryd when no `[[cla]]` is given
+    /// (default true).
+    pub default_cla: Option<bool>,
+}
+
+/// One `[[cla]]`: a plugin library and its own settings table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaConfig {
+    /// Path of the shared library; relative paths are relative to the config file.
+    pub path: Spanned<PathBuf>,
+    /// Handed to the plugin as TOML text; the plugin checks it.
+    #[serde(default)]
+    pub settings: toml::Table,
 }
 
 /// `[api]`.
@@ -87,6 +113,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub api: Option<String>,
     pub node_id: Option<String>,
+    /// `--no-default-cla`: no TCP plugin unless `[[cla]]` names one.
+    pub no_default_cla: bool,
 }
 
 /// The settings ferryd runs with: file, flags and defaults merged and checked.
@@ -105,6 +133,8 @@ pub struct Settings {
     /// Where the API listens (resolved).
     pub api: SocketAddr,
     pub allow_remote: bool,
+    /// Convergence-layer plugins to load, in order.
+    pub clas: Vec<crate::plugins::ClaSpec>,
     /// Things worth logging once logging is set up (e.g. ignored settings).
     pub warnings: Vec<String>,
 }
@@ -320,6 +350,28 @@ impl Settings {
             return Err(ConfigError::RemoteApi { addr: api });
         }
 
+        let mut clas = vec![];
+        let base = src.path.parent().unwrap_or(Path::new("."));
+        for c in &cfg.cla {
+            let path = c.path.get_ref();
+            if path.as_os_str().is_empty() {
+                return Err(src.value_error(&c.path, "path", "names no plugin library"));
+            }
+            let settings = toml::to_string(&c.settings)
+                .map_err(|e| src.value_error(&c.path, "settings", format!("cannot be handed to the plugin: {e}")))?;
+            clas.push(crate::plugins::ClaSpec { path: base.join(path), settings });
+        }
+        if clas.is_empty() && cfg.default_cla.unwrap_or(true) && !flags.no_default_cla {
+            match crate::plugins::default_tcp_plugin() {
+                Some(path) => clas.push(crate::plugins::ClaSpec { path, settings: DEFAULT_TCP_SETTINGS.to_owned() }),
+                None => warnings.push(
+                    "no [[cla]] configured and no libferry_cla_tcp.so next to ferryd: this node has no convergence \
+                     layer and reaches no peer"
+                        .to_owned(),
+                ),
+            }
+        }
+
         Ok(Settings {
             node_id,
             data_dir,
@@ -330,6 +382,7 @@ impl Settings {
             log: cfg.log.clone(),
             api,
             allow_remote,
+            clas,
             warnings,
         })
     }
@@ -412,8 +465,12 @@ mod tests {
         let path = Path::new("f.toml");
         let text = "node_id = \"dtn://a/\"\n[api]\nlisten = \"127.0.0.1:1\"\n";
         let cfg = FileConfig::parse(path, text).unwrap();
-        let flags =
-            Overrides { data_dir: Some("/d".into()), api: Some("127.0.0.1:2".into()), node_id: Some("ipn:7.0".into()) };
+        let flags = Overrides {
+            data_dir: Some("/d".into()),
+            api: Some("127.0.0.1:2".into()),
+            node_id: Some("ipn:7.0".into()),
+            no_default_cla: true,
+        };
         let s = Settings::build(Some((path, text, cfg)), &flags).unwrap();
         assert_eq!(s.api.port(), 2);
         assert_eq!(s.node_id, Some(Eid::ipn_node(7)));

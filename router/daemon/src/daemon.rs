@@ -6,8 +6,15 @@
 //!   input and drain every action it produced — never across an `.await` and
 //!   never across a store call;
 //! - the drained actions are then carried out in order by the caller's task;
-//!   store calls run on the blocking pool, so many API calls can have a `put`
-//!   in flight at once and the store's group commit turns them into one sync;
+//!   the persists among them go to the store as one batch that the task
+//!   awaits without holding a thread (the store calls back once the batch is
+//!   synced), so many API calls can have a write in flight at once and the
+//!   store's group commit turns them into one sync; the rarer store calls
+//!   (reads, metadata updates, node state) run on the blocking pool;
+//! - [`Daemon::receive_many`] takes a burst of bundles (a websocket's frames
+//!   already read) through the node under one lock and persists them as one
+//!   batch: per-bundle locking and wake-ups are most of what a small bundle
+//!   costs;
 //! - an API call reports success for a bundle only once its
 //!   [`Action::Persist`] completed (the storage promise: what Ferry
 //!   acknowledged is on disk first);
@@ -25,6 +32,7 @@
 //! [`Node::handle_recovered`]: delivery queues refill and routing resumes.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -32,10 +40,13 @@ use ferry_core::admin::ReasonCode;
 use ferry_core::bundle::{Bundle, BundleId, BundleMeta, DtnTime};
 use ferry_core::codec;
 use ferry_core::eid::Eid;
-use ferry_core::node::{transmission, Action, Node, NodeStats, Rejected, SendError, SendRequest, Transmit};
+use ferry_core::node::{
+    decode_stored, transmission, Action, Node, NodeStats, Rejected, SendError, SendRequest, Transmit, TransmitOutcome,
+};
+use ferry_core::router::{PeerId, PeerInfo};
 use ferry_core::store::{MemStore, Store, StoreError, StoreStats};
 use ferry_core::time::Clock;
-use ferry_store::RocksStore;
+use ferry_store::{OnDurable, RocksStore};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
 
@@ -61,6 +72,17 @@ pub trait DurableStore: Store {
     fn sync_stats(&self) -> Option<SyncStats> {
         None
     }
+    /// Stores several bundles as one batch without blocking the caller;
+    /// `done` is told (exactly once) when they are durable or failed. The
+    /// default stores them right here, for stores whose writes are cheap.
+    fn submit_put_many(&self, items: Vec<(BundleMeta, Vec<u8>)>, done: OnDurable) {
+        done(items.iter().try_for_each(|(meta, bytes)| self.put(meta, bytes)));
+    }
+    /// Deletes several bundles as one batch without blocking the caller (IDs
+    /// that are not there are skipped); `done` as for `submit_put_many`.
+    fn submit_delete_many(&self, ids: Vec<BundleId>, done: OnDurable) {
+        done(ids.iter().try_for_each(|id| self.delete(id).map(|_| ())));
+    }
 }
 
 /// How well group commit works: syncs and the writes they carried.
@@ -80,6 +102,12 @@ impl DurableStore for RocksStore {
     fn sync_stats(&self) -> Option<SyncStats> {
         let c = self.commit_stats();
         Some(SyncStats { syncs: c.batches, writes: c.writes })
+    }
+    fn submit_put_many(&self, items: Vec<(BundleMeta, Vec<u8>)>, done: OnDurable) {
+        RocksStore::submit_put_many(self, items, done)
+    }
+    fn submit_delete_many(&self, ids: Vec<BundleId>, done: OnDurable) {
+        RocksStore::submit_delete_many(self, &ids, done)
     }
 }
 
@@ -151,11 +179,26 @@ pub struct ConfiguredPeer {
     pub addr: String,
     pub port: Option<u16>,
     pub con_type: PeerType,
-    /// Whether a session with it is up (never, until CLAs exist).
+    /// Whether a convergence layer has a session with it up (filled in by `configured_peers`).
     pub connected: bool,
 }
 
 impl ConfiguredPeer {
+    /// The URL the TCP plugin takes for this peer: `tcpcl://host:port/<node>`
+    /// for dtn7's `tcp`, `mtcp://host:port/<node>` and `stcp://...` as they are.
+    pub fn cla_url(&self) -> String {
+        let scheme = match self.cla.as_str() {
+            "tcp" | "tcpcl" => "tcpcl",
+            other => other,
+        };
+        let hostport = match self.port {
+            Some(p) if self.addr.contains(':') => format!("[{}]:{p}", self.addr),
+            Some(p) => format!("{}:{p}", self.addr),
+            None => self.addr.clone(),
+        };
+        format!("{scheme}://{hostport}/{}", self.eid)
+    }
+
     /// Parses dtn7's peer URL: `<cla>://<host>[:<port>]/<node>`, where `<node>`
     /// is a name (`node2` → `dtn://node2/`), a number (`23` → `ipn:23.0`) or a
     /// node ID.
@@ -196,14 +239,23 @@ impl ConfiguredPeer {
 /// Outcomes of the persists one [`Daemon::execute`] call carried out.
 #[derive(Debug, Default)]
 pub struct Executed {
-    persisted: Vec<(BundleId, Result<(), String>)>,
+    /// By ID: a burst persists hundreds of bundles at once.
+    persisted: HashMap<BundleId, Result<(), String>>,
 }
 
 impl Executed {
     /// How the persist of `id` went, if this call carried it out.
     pub fn persist_of(&self, id: &BundleId) -> Option<&Result<(), String>> {
-        self.persisted.iter().find(|(i, _)| i == id).map(|(_, r)| r)
+        self.persisted.get(id)
     }
+}
+
+/// Bundles the node has taken ([`Daemon::take_in`]) whose persists are yet to
+/// be carried out ([`Daemon::store_intake`]).
+#[must_use = "the bundles stay half-received until store_intake carries out their persists"]
+pub struct Intake {
+    results: Vec<Result<BundleId, Rejected>>,
+    actions: Vec<Action>,
 }
 
 /// Options the daemon runs with (besides the node's own).
@@ -248,6 +300,8 @@ pub struct Daemon {
     store: Arc<dyn DurableStore>,
     clock: Arc<dyn Clock>,
     cla: Arc<dyn Cla>,
+    /// Connected peers' node IDs -> how they are reached (for /status/peers).
+    links: Mutex<BTreeMap<String, String>>,
     options: DaemonOptions,
     /// Bundles handed to an endpoint (Deliver) that no application took yet.
     queues: Mutex<HashMap<Eid, VecDeque<BundleId>>>,
@@ -255,6 +309,10 @@ pub struct Daemon {
     deliveries: watch::Sender<u64>,
     /// Re-arms the timer task.
     timer: Notify,
+    /// The deadline (DTN ms) the timer task sleeps until, `u64::MAX` for none.
+    /// Read and written under the node lock, so that an input that moves the
+    /// next timeout earlier always sees what the timer armed, and wakes it.
+    timer_armed: AtomicU64,
     /// Bundles whose Persist is running; `true` when a Delete came meanwhile.
     persisting: Mutex<HashMap<BundleId, bool>>,
     /// Woken when a persist finishes (for duplicates that wait on the first copy).
@@ -274,6 +332,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn drain(node: &mut Node) -> Vec<Action> {
     std::iter::from_fn(|| node.poll_action()).collect()
+}
+
+/// Hands a write to the store and waits for it to be durable, without
+/// holding a thread: the store's commit thread completes a oneshot.
+async fn durable(submit: impl FnOnce(OnDurable)) -> Result<(), StoreError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    submit(Box::new(move |r| {
+        // The waiting task may be gone (its caller hung up): nothing to tell.
+        let _ = tx.send(r);
+    }));
+    // A dropped sender means the store dropped the write uncalled: closed.
+    rx.await.unwrap_or(Err(StoreError::Closed))
 }
 
 /// Runs a store call on the blocking pool.
@@ -341,10 +411,12 @@ impl Daemon {
             store,
             clock,
             cla,
+            links: Mutex::new(BTreeMap::new()),
             options,
             queues: Mutex::new(HashMap::new()),
             deliveries: watch::channel(0).0,
             timer: Notify::new(),
+            timer_armed: AtomicU64::new(u64::MAX),
             persisting: Mutex::new(HashMap::new()),
             persist_done: Notify::new(),
             state_writes: tokio::sync::Mutex::new(()),
@@ -380,17 +452,23 @@ impl Daemon {
     }
 
     /// Calls one input on the node and drains every action it produced.
+    /// Wakes the timer task if the node's next timeout moved before what the
+    /// timer sleeps until (and only then: waking it on every call would cost
+    /// a task switch per bundle).
     fn input<R>(&self, f: impl FnOnce(&mut Node, DtnTime) -> R) -> (R, Vec<Action>) {
         let mut node = self.node();
         let now = self.clock.now();
         let r = f(&mut node, now);
         let actions = drain(&mut node);
+        if node.poll_timeout().is_some_and(|t| t < self.timer_armed.load(Ordering::Relaxed)) {
+            self.timer.notify_one();
+        }
         (r, actions)
     }
 
     /// Carries out `actions` in order, and the actions that follow from them,
-    /// until none are left. Consecutive persists run concurrently so that they
-    /// share a sync.
+    /// until none are left. Consecutive persists (and consecutive deletes) go
+    /// to the store as one write, so they share one sync.
     pub async fn execute(&self, actions: Vec<Action>) -> Executed {
         let mut work: VecDeque<Action> = actions.into();
         let mut done = Executed::default();
@@ -423,7 +501,18 @@ impl Daemon {
                         *pending = true;
                         continue;
                     }
-                    self.delete_stored(id).await;
+                    let mut ids = vec![id];
+                    // Deletions come in runs (expiry): one batch, one sync.
+                    while let Some(Action::Delete { .. }) = work.front() {
+                        let Some(Action::Delete { id, reason }) = work.pop_front() else { break };
+                        tracing::debug!(bundle = %id, ?reason, "deleting bundle");
+                        self.unqueue(&id);
+                        match lock(&self.persisting).get_mut(&id) {
+                            Some(pending) => *pending = true,
+                            None => ids.push(id),
+                        }
+                    }
+                    self.delete_stored(ids).await;
                 }
                 Action::Deliver { id, endpoint } => {
                     tracing::debug!(bundle = %id, %endpoint, "bundle ready for delivery");
@@ -434,54 +523,48 @@ impl Daemon {
                 Action::Reassemble { parts } => work.extend(self.reassemble(parts).await),
             }
         }
-        self.timer.notify_one();
         done
     }
 
+    /// Stores `batch` as one write (one group-commit request, so one sync at
+    /// most), then tells the node about every bundle in it under one lock.
     async fn persist(&self, batch: Vec<(BundleMeta, Vec<u8>)>, done: &mut Executed) -> Vec<Action> {
+        let ids: Vec<BundleId> = batch.iter().map(|(m, _)| m.id.clone()).collect();
         {
             let mut p = lock(&self.persisting);
-            for (meta, _) in &batch {
-                p.insert(meta.id.clone(), false);
+            for id in &ids {
+                p.insert(id.clone(), false);
             }
         }
-        let ids: Vec<BundleId> = batch.iter().map(|(m, _)| m.id.clone()).collect();
-        let writes = batch.into_iter().map(|(meta, bytes)| {
-            let store = Arc::clone(&self.store);
-            blocking(move || store.put(&meta, &bytes))
+        let result = durable(|done| self.store.submit_put_many(batch, done)).await.map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::error!(bundles = ids.len(), first = %ids[0], error = %e, "storing bundles failed; they are not accepted");
+        }
+        let ok = result.is_ok();
+        let delete_after: Vec<bool> = {
+            let mut p = lock(&self.persisting);
+            ids.iter().map(|id| p.remove(id).unwrap_or(false)).collect()
+        };
+        let ((), more) = self.input(|node, now| {
+            for id in &ids {
+                node.handle_persisted(now, id, ok);
+            }
         });
-        let results = futures_util::future::join_all(writes).await;
-
-        let mut more = vec![];
-        for (id, result) in ids.into_iter().zip(results) {
-            let result: Result<(), String> = match result {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(e) = &result {
-                tracing::error!(bundle = %id, error = %e, "storing bundle failed; it is not accepted");
-            }
-            let ok = result.is_ok();
-            let delete_after = lock(&self.persisting).remove(&id).unwrap_or(false);
-            let ((), actions) = self.input(|node, now| node.handle_persisted(now, &id, ok));
-            more.extend(actions);
-            if delete_after && ok {
-                self.delete_stored(id.clone()).await;
-            }
-            done.persisted.push((id, result));
+        let gone: Vec<BundleId> =
+            ids.iter().zip(&delete_after).filter(|(_, d)| ok && **d).map(|(id, _)| id.clone()).collect();
+        if !gone.is_empty() {
+            self.delete_stored(gone).await;
         }
+        done.persisted.extend(ids.into_iter().map(|id| (id, result.clone())));
         self.persist_done.notify_waiters();
         more
     }
 
-    async fn delete_stored(&self, id: BundleId) {
-        let store = Arc::clone(&self.store);
-        let what = id.clone();
-        match blocking(move || store.delete(&what)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(bundle = %id, error = %e, "deleting bundle from the store failed"),
-            Err(e) => tracing::error!(bundle = %id, error = %e, "deleting bundle from the store failed"),
+    async fn delete_stored(&self, ids: Vec<BundleId>) {
+        let first = ids[0].clone();
+        let n = ids.len();
+        if let Err(e) = durable(|done| self.store.submit_delete_many(ids, done)).await {
+            tracing::error!(bundle = %first, bundles = n, error = %e, "deleting bundles from the store failed");
         }
     }
 
@@ -489,7 +572,7 @@ impl Daemon {
         let store = Arc::clone(&self.store);
         let cla = Arc::clone(&self.cla);
         let order = t.clone();
-        let outcome = blocking(move || {
+        let queued = blocking(move || {
             let prepared = match store.get_bytes(&order.id) {
                 Ok(Some(bytes)) => transmission(&bytes, &order).map_err(|e| e.to_string()),
                 Ok(None) => Err("bundle to transmit is not in the store".to_owned()),
@@ -499,14 +582,52 @@ impl Daemon {
                 Ok(bundles) => cla.transmit(order.peer, &order.id, &bundles),
                 Err(what) => {
                     tracing::error!(bundle = %order.id, error = what, "cannot prepare bundle for transmission");
-                    ferry_core::node::TransmitOutcome::Failed
+                    Err(TransmitOutcome::Failed)
                 }
             }
         })
         .await
-        .unwrap_or(ferry_core::node::TransmitOutcome::Failed);
-        let ((), actions) = self.input(|node, now| node.handle_transmitted(now, t.peer, &t.id, outcome));
-        actions
+        .unwrap_or(Err(TransmitOutcome::Failed));
+        match queued {
+            // The outcome comes back through `transmitted`.
+            Ok(()) => vec![],
+            Err(outcome) => {
+                let ((), actions) = self.input(|node, now| node.handle_transmitted(now, t.peer, &t.id, outcome));
+                actions
+            }
+        }
+    }
+
+    /// A convergence layer finished a transmission the node ordered.
+    pub async fn transmitted(&self, peer: PeerId, id: &BundleId, outcome: TransmitOutcome) {
+        let ((), actions) = self.input(|node, now| node.handle_transmitted(now, peer, id, outcome));
+        self.execute(actions).await;
+    }
+
+    /// A convergence layer reaches a peer now.
+    pub async fn peer_up(&self, peer: PeerInfo, address: String) {
+        let node_id = peer.node_id.to_string();
+        let ((), actions) = self.input(|node, now| node.handle_peer_up(now, peer));
+        lock(&self.links).insert(node_id, address);
+        self.execute(actions).await;
+    }
+
+    /// A peer is gone.
+    pub async fn peer_down(&self, peer: PeerId) {
+        let ((), actions) = self.input(|node, now| {
+            let gone = node.peers().find(|p| p.id == peer).map(|p| p.node_id.to_string());
+            node.handle_peer_down(now, peer);
+            let still = gone.as_ref().is_some_and(|g| node.peers().any(|p| &p.node_id.to_string() == g));
+            if let (Some(g), false) = (gone, still) {
+                lock(&self.links).remove(&g);
+            }
+        });
+        self.execute(actions).await;
+    }
+
+    /// Node IDs of connected peers and how they are reached.
+    pub fn links(&self) -> BTreeMap<String, String> {
+        lock(&self.links).clone()
     }
 
     async fn reassemble(&self, parts: Vec<BundleId>) -> Vec<Action> {
@@ -515,7 +636,7 @@ impl Daemon {
         let whole = blocking(move || -> Option<Vec<u8>> {
             let loaded: Vec<Vec<u8>> =
                 ids.iter().map(|id| store.get_bytes(id).ok().flatten()).collect::<Option<_>>()?;
-            let decoded: Vec<Bundle> = loaded.iter().map(|b| codec::decode(b)).collect::<Result<_, _>>().ok()?;
+            let decoded: Vec<Bundle> = loaded.iter().map(|b| decode_stored(b)).collect::<Result<_, _>>().ok()?;
             let pairs: Vec<(&[u8], &Bundle)> = loaded.iter().map(|b| b.as_slice()).zip(decoded.iter()).collect();
             codec::reassemble(&pairs).ok()
         })
@@ -560,7 +681,13 @@ impl Daemon {
     /// [`Node::poll_timeout`], re-armed after every batch of actions.
     pub async fn run_timer(self: Arc<Self>, mut shutdown: Shutdown) {
         loop {
-            let next = self.node().poll_timeout();
+            let next = {
+                let node = self.node();
+                let next = node.poll_timeout();
+                // Under the node lock: see `timer_armed`.
+                self.timer_armed.store(next.unwrap_or(u64::MAX), Ordering::Relaxed);
+                next
+            };
             let wait = match next {
                 Some(t) => Duration::from_millis(t.saturating_sub(self.clock.now())),
                 None => Duration::from_secs(3600),
@@ -600,10 +727,55 @@ impl Daemon {
     /// Takes a bundle from a local application or a peer (`/push`, `/insert`,
     /// websocket bundle mode); returns once it is stored.
     pub async fn receive(&self, bytes: Vec<u8>) -> Result<Received, DaemonError> {
-        let (result, actions) = self.input(|node, now| node.handle_received(now, bytes, None));
+        self.receive_from(None, bytes).await
+    }
+
+    /// [`Daemon::receive`] for a bundle that came from a peer (`None`: from an
+    /// application or an anonymous link).
+    pub async fn receive_from(&self, from: Option<PeerId>, bytes: Vec<u8>) -> Result<Received, DaemonError> {
+        let (result, actions) = self.input(|node, now| node.handle_received(now, bytes, from));
         let done = self.execute(actions).await;
+        self.received(result, &done).await
+    }
+
+    /// Takes several bundles at once, as [`Daemon::receive`] does each: one
+    /// node lock for all of them, one store write for all that are new. The
+    /// outcomes are in the order of `bundles`; each is final (a success is
+    /// on disk).
+    pub async fn receive_many(&self, bundles: Vec<Vec<u8>>) -> Vec<Result<Received, DaemonError>> {
+        let intake = self.take_in(bundles);
+        self.store_intake(intake).await
+    }
+
+    /// The first half of [`Daemon::receive_many`]: the node takes the bundles
+    /// (one lock), right now, in order. A caller that pipelines (a websocket)
+    /// calls this in arrival order and awaits [`Daemon::store_intake`]
+    /// elsewhere: the node then sees bundles in the order they came, whatever
+    /// order the tasks run in. The intake must be handed to `store_intake`:
+    /// until then its bundles are "being written" to the node.
+    pub fn take_in(&self, bundles: Vec<Vec<u8>>) -> Intake {
+        let (results, actions) = self.input(|node, now| {
+            bundles.into_iter().map(|bytes| node.handle_received(now, bytes, None)).collect::<Vec<_>>()
+        });
+        Intake { results, actions }
+    }
+
+    /// The second half of [`Daemon::receive_many`]: stores what the node took
+    /// and says what became of each bundle.
+    pub async fn store_intake(&self, intake: Intake) -> Vec<Result<Received, DaemonError>> {
+        let Intake { results, actions } = intake;
+        let done = self.execute(actions).await;
+        let mut outcomes = Vec::with_capacity(results.len());
+        for result in results {
+            outcomes.push(self.received(result, &done).await);
+        }
+        outcomes
+    }
+
+    /// What became of one received bundle, once `done` has been carried out.
+    async fn received(&self, result: Result<BundleId, Rejected>, done: &Executed) -> Result<Received, DaemonError> {
         match result {
-            Ok(id) => self.check_persisted(&id, &done).map(Received::Stored),
+            Ok(id) => self.check_persisted(&id, done).map(Received::Stored),
             Err(Rejected::Duplicate(id)) => {
                 // The first copy may still be on its way to disk: acknowledge
                 // the duplicate only once it is there.
@@ -753,10 +925,26 @@ impl Daemon {
     }
 
     /// Adds or replaces a configured peer; true if it is new.
-    pub async fn add_peer(&self, peer: ConfiguredPeer) -> Result<bool, DaemonError> {
+    pub async fn add_peer(&self, peer: ConfiguredPeer) -> Result<(bool, Result<String, String>), DaemonError> {
+        let url = peer.cla_url();
         let new = lock(&self.peers).insert(peer.eid.clone(), peer).is_none();
         self.save_peers().await?;
-        Ok(new)
+        let reached = self.cla.connect(&url);
+        match &reached {
+            Ok(cla) => tracing::info!(%url, cla, "connecting to peer"),
+            Err(e) => tracing::warn!(%url, "peer kept, but no convergence layer takes it: {e}"),
+        }
+        Ok((new, reached))
+    }
+
+    /// Asks the convergence layers to reach every configured peer (start-up).
+    pub fn connect_configured_peers(&self) {
+        let urls: Vec<String> = lock(&self.peers).values().map(ConfiguredPeer::cla_url).collect();
+        for url in urls {
+            if let Err(e) = self.cla.connect(&url) {
+                tracing::warn!(%url, "configured peer not reachable by any convergence layer: {e}");
+            }
+        }
     }
 
     /// Removes a configured peer by node ID; true if it was there.
@@ -886,7 +1074,34 @@ impl Daemon {
     }
 
     pub fn configured_peers(&self) -> BTreeMap<String, ConfiguredPeer> {
-        lock(&self.peers).clone()
+        let links = self.links();
+        let mut peers = lock(&self.peers).clone();
+        for (eid, p) in peers.iter_mut() {
+            p.connected = links.contains_key(eid);
+        }
+        // Peers a convergence layer found by itself (its own config, discovery,
+        // an incoming session) are listed too.
+        for (eid, address) in links {
+            if peers.contains_key(&eid) {
+                continue;
+            }
+            let (cla, hostport) = address.split_once("://").unwrap_or(("", address.as_str()));
+            let hostport = hostport.trim_end_matches('/');
+            let (addr, port) = match hostport.rsplit_once(':') {
+                Some((h, p)) => (h.trim_matches(|c| c == '[' || c == ']').to_owned(), p.parse().ok()),
+                None => (hostport.to_owned(), None),
+            };
+            let peer = ConfiguredPeer {
+                eid: eid.clone(),
+                cla: cla.to_owned(),
+                addr,
+                port,
+                con_type: PeerType::Dynamic,
+                connected: true,
+            };
+            peers.insert(eid, peer);
+        }
+        peers
     }
 
     /// Number of peers with a session up.
@@ -984,6 +1199,30 @@ mod tests {
         assert!(d.delete(&meta.id.to_string()).await);
         assert!(!d.delete(&meta.id.to_string()).await);
         assert_eq!(d.bundle_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_burst_is_taken_in_order_with_one_store_write() {
+        let store = Arc::new(MemStore::new());
+        let d = daemon(store.clone(), Arc::new(ManualClock::new(T0))).await;
+        let build = |seq| {
+            BundleBuilder::new(
+                "dtn://other/".parse().unwrap(),
+                "dtn://far/x".parse().unwrap(),
+                CreationTimestamp { time: T0, seq },
+                60_000,
+            )
+            .build(b"p")
+        };
+        let burst = vec![build(1), vec![0xff, 0], build(2), build(1)];
+        let out = d.receive_many(burst).await;
+        assert!(matches!(out[0], Ok(Received::Stored(_))), "{:?}", out[0]);
+        assert!(matches!(out[1], Err(DaemonError::Rejected(Rejected::Invalid(_)))), "{:?}", out[1]);
+        assert!(matches!(out[2], Ok(Received::Stored(_))), "{:?}", out[2]);
+        // The copy later in the same burst is the duplicate, not the first one.
+        assert!(matches!(out[3], Ok(Received::Duplicate(_))), "{:?}", out[3]);
+        assert_eq!(store.stats().unwrap().bundles, 2);
+        assert_eq!(d.bundles().iter().filter(|(_, s)| *s == BundleState::Persisting).count(), 0);
     }
 
     #[tokio::test]

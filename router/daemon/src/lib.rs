@@ -5,15 +5,16 @@
 //! - [`config`]: the TOML config file and command-line overrides, checked into
 //!   [`config::Settings`]; errors name the file, line and key.
 //! - [`daemon`]: the async driver of the sans-IO `ferry_core::node::Node`: the
-//!   node behind a mutex, actions carried out on the blocking pool so that
-//!   concurrent writes share the store's syncs, delivery queues, the timer,
-//!   recovery at start-up.
+//!   node behind a mutex, persists handed to the store as batches that are
+//!   awaited without parking a thread (concurrent writes share the store's
+//!   syncs), delivery queues, the timer, recovery at start-up.
 //! - [`api`]: the HTTP API (dtn7-rs compatible routes plus `/ferry/*`).
 //! - [`ws`]: the `/ws` websocket application agent (dtn7-rs's protocol).
 //! - [`server`]: start-up and graceful shutdown of the whole daemon.
 //! - [`shutdown`]: the shutdown signal and completion tracking (mini-redis style).
 //! - [`cla`]: the convergence-layer seam (no CLAs yet; transmissions fail).
 //! - [`clock`]: DTN time from the system clock.
+//! - [`memory`]: allocator tuning that keeps ferryd's memory flat with volume.
 //! - `cli`: the `ferry` command-line client.
 //!
 //! # HTTP API
@@ -41,6 +42,9 @@
 //! | `GET /status/nodeid` | the node ID, text |
 //! | `GET /status/eids` | `["dtn://n/in", ...]` registered endpoints |
 //! | `GET /status/bundles` | `["<bid>", ...]`, ordered by ID |
+//! | `GET /status/bundles/verbose` | `["<src> <dst> <creation time> <size>", ...]` (`dtnquery bundles -v`) |
+//! | `GET /status/bundles/filtered?addr=<text>` | IDs of bundles whose source or destination contains `<text>`; 400 without `addr` |
+//! | `GET /status/bundles/digest`, `/status/bundles/filtered/digest?addr=<text>` | SHA-1 (hex) of the IDs one after the other, as dtn7-rs (all IDs sorted as text; filtered in ID order) |
 //! | `GET /status/store` | `{"<bid>": "<state>", ...}`; states: `persisting`, `deliverable`, `delivering`, `waiting_for_application`, `waiting_for_contact` |
 //! | `GET /status/peers` | `{"<node id>": {eid, cla, addr, port, con_type, connected}}` |
 //! | `GET /status/info` | `{node_id, version, router, bundles, store_bundles, store_bytes, store_syncs: {syncs, writes}, registrations, peers, peers_connected, uptime_secs, stats: {received, created, delivered, forwarded, deleted, expired, duplicates, invalid, reports_sent, reports_received}}` |
@@ -54,6 +58,8 @@ pub mod cla;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod memory;
+pub mod plugins;
 pub mod server;
 pub mod shutdown;
 pub mod ws;

@@ -20,10 +20,11 @@ use ferry_core::store::{Store, StoreError};
 use ferry_store::RocksStore;
 
 use crate::api::{self, AppState};
-use crate::cla::NoCla;
+use crate::cla::{Cla, NoCla};
 use crate::clock::SystemClock;
 use crate::config::{RouterChoice, Settings};
 use crate::daemon::{random_node_id, stored_node_id, Daemon, DaemonError, DaemonOptions, DurableStore, STATE_NODE_ID};
+use crate::plugins::ClaHost;
 use crate::shutdown::ShutdownController;
 
 /// How long shutdown waits for requests and sessions before flushing anyway.
@@ -104,14 +105,21 @@ pub async fn run(settings: Settings, stop: impl Future<Output = ()> + Send + 'st
     let mut node_cfg = NodeConfig::new(node_id.clone(), router_for(&settings.router));
     node_cfg.default_hop_limit = Some(settings.hop_limit);
     node_cfg.accept_unprotected_primary = !settings.strict_primary_crc;
+    // Plugins are loaded before the daemon starts (it needs the CLA to send
+    // through) and started after it (their callbacks need the daemon).
+    let clas = ClaHost::load(&node_id, &settings.clas);
+    let cla: Arc<dyn Cla> = if clas.names().is_empty() { Arc::new(NoCla) } else { clas.clone() };
     let daemon = Daemon::start(
         Node::new(node_cfg),
         Arc::clone(&durable),
         Arc::new(SystemClock),
-        Arc::new(NoCla),
+        cla,
         DaemonOptions { default_lifetime: settings.default_lifetime },
     )
     .await?;
+    clas.attach(&daemon);
+    clas.start();
+    daemon.connect_configured_peers();
 
     let listener = tokio::net::TcpListener::bind(settings.api)
         .await
@@ -155,6 +163,10 @@ pub async fn run(settings: Settings, stop: impl Future<Output = ()> + Send + 'st
     if !controller.wait(SHUTDOWN_GRACE).await {
         tracing::warn!("websocket sessions or tasks still running after {SHUTDOWN_GRACE:?}; flushing anyway");
     }
+    // Plugins stop on a blocking thread: they end their sessions politely
+    // and settle every transmission before returning.
+    let stopping = Arc::clone(&clas);
+    let _ = tokio::task::spawn_blocking(move || stopping.stop()).await;
     daemon.close().await?;
     tracing::info!("store flushed; ferryd stopped");
     Ok(())

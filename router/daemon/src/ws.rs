@@ -27,10 +27,14 @@
 //! ...`. In JSON mode a text frame that starts with `{` is taken as a send
 //! request too.
 //!
-//! Frames are pipelined: each one is processed in its own task, so many
-//! persist at once and share the store's syncs, but the replies of one
-//! connection go out in the order the frames came in (at most
-//! [`MAX_IN_FLIGHT`] frames are in flight; then reading waits).
+//! Frames are pipelined: many are processed at once and share the store's
+//! syncs, but the replies of one connection go out in the order the frames
+//! came in (at most [`MAX_IN_FLIGHT`] frames and [`MAX_IN_FLIGHT_BYTES`] bytes
+//! of them are in flight; then reading waits). In bundle mode, the frames
+//! already received when one is read (up to [`MAX_BATCH`]) go through the node
+//! together and are stored as one write; a burst costs one lock, one store
+//! request and one task instead of one of each per bundle. Replies that are
+//! ready together go out in one socket write.
 //!
 //! Bundles for subscribed endpoints are pushed as binary frames: the bundle
 //! in bundle mode, else a record `{bid, src, dst, cts: [time, seq], lifetime,
@@ -48,9 +52,9 @@ use ferry_core::bundle::bundle_flags;
 use ferry_core::codec;
 use ferry_core::eid::Eid;
 use ferry_core::node::SendRequest;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::daemon::{Daemon, DaemonError, Received};
@@ -58,6 +62,16 @@ use crate::shutdown::Shutdown;
 
 /// Frames of one connection that may be processed at once.
 pub const MAX_IN_FLIGHT: usize = 256;
+/// Bytes of frames of one connection that may be processed at once (a bigger
+/// frame goes alone). Bounds the daemon's memory per connection, whatever the
+/// client sends.
+pub const MAX_IN_FLIGHT_BYTES: usize = 32 << 20;
+/// Bundle frames taken through the node and the store as one batch, at most.
+pub const MAX_BATCH: usize = 128;
+/// A batch stops taking frames once it holds this many bytes.
+const MAX_BATCH_BYTES: usize = 4 << 20;
+/// The byte budget is counted in KiB, so that it fits a semaphore's permits.
+const BUDGET_UNIT: usize = 1024;
 
 /// What binary frames carry, and what deliveries look like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,17 +167,27 @@ pub mod base64_or_bytes {
     }
 }
 
-/// A frame for the writer; `done` learns whether it was written.
-struct Out {
-    msg: Message,
-    done: Option<oneshot::Sender<bool>>,
+/// What the writer task sends.
+enum Out {
+    /// A delivery; `done` learns whether it was written.
+    Frame { msg: Message, done: oneshot::Sender<bool> },
+    /// Replies, in order.
+    Replies(Vec<String>),
 }
 
 /// A reply in the connection's order: ready, or still being worked on.
 enum Pending {
     Ready(String),
-    Task(JoinHandle<String>),
+    /// One frame's task.
+    Task(JoinHandle<String>, InFlight),
+    /// A batch of bundle frames: one reply per frame, `usize` of them.
+    Batch(JoinHandle<Vec<String>>, usize, InFlight),
 }
+
+/// The share of the connection's in-flight budget that frames hold until
+/// their replies are handed to the writer.
+#[allow(dead_code)] // held for its drop
+struct InFlight(OwnedSemaphorePermit, OwnedSemaphorePermit);
 
 struct Session {
     daemon: Arc<Daemon>,
@@ -171,6 +195,9 @@ struct Session {
     subscriptions: Arc<Mutex<BTreeSet<Eid>>>,
     subscriptions_changed: Arc<Notify>,
     replies: mpsc::Sender<Pending>,
+    /// In-flight budget: frames, and bytes in [`BUDGET_UNIT`]s.
+    frames: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
     shutdown: Shutdown,
 }
 
@@ -183,12 +210,36 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub async fn session(daemon: Arc<Daemon>, socket: WebSocket, mut shutdown: Shutdown) {
     let (mut sink, mut stream) = socket.split();
 
-    // Writer: the only task that writes to the socket.
+    // Writer: the only task that writes to the socket. It queues everything
+    // already waiting and flushes once: one write(2) for a burst of replies.
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
     let writer = tokio::spawn(async move {
-        while let Some(out) = out_rx.recv().await {
-            let ok = sink.send(out.msg).await.is_ok();
-            if let Some(done) = out.done {
+        let mut written = Vec::new();
+        while let Some(first) = out_rx.recv().await {
+            let mut ok = true;
+            let mut next = Some(first);
+            while let Some(out) = next.take() {
+                match out {
+                    Out::Frame { msg, done } => {
+                        ok = sink.feed(msg).await.is_ok();
+                        written.push(done);
+                    }
+                    Out::Replies(texts) => {
+                        for t in texts {
+                            ok = sink.feed(Message::Text(t.into())).await.is_ok();
+                            if !ok {
+                                break;
+                            }
+                        }
+                    }
+                }
+                if ok && written.len() < MAX_IN_FLIGHT {
+                    next = out_rx.try_recv().ok();
+                }
+            }
+            ok = ok && sink.flush().await.is_ok();
+            // A delivery counts once it is on the socket: after the flush.
+            for done in written.drain(..) {
                 let _ = done.send(ok);
             }
             if !ok {
@@ -203,13 +254,18 @@ pub async fn session(daemon: Arc<Daemon>, socket: WebSocket, mut shutdown: Shutd
     let replier_out = out_tx.clone();
     let replier = tokio::spawn(async move {
         while let Some(p) = reply_rx.recv().await {
-            let text = match p {
-                Pending::Ready(t) => t,
-                Pending::Task(h) => h.await.unwrap_or_else(|e| format!("500 internal error: {e}")),
+            let (texts, in_flight) = match p {
+                Pending::Ready(t) => (vec![t], None),
+                Pending::Task(h, f) => (vec![h.await.unwrap_or_else(|e| format!("500 internal error: {e}"))], Some(f)),
+                Pending::Batch(h, n, f) => {
+                    (h.await.unwrap_or_else(|e| vec![format!("500 internal error: {e}"); n]), Some(f))
+                }
             };
-            if replier_out.send(Out { msg: Message::Text(text.into()), done: None }).await.is_err() {
+            if replier_out.send(Out::Replies(texts)).await.is_err() {
                 break;
             }
+            // Only now may the reader take more frames in.
+            drop(in_flight);
         }
     });
 
@@ -219,6 +275,8 @@ pub async fn session(daemon: Arc<Daemon>, socket: WebSocket, mut shutdown: Shutd
         subscriptions: Arc::new(Mutex::new(BTreeSet::new())),
         subscriptions_changed: Arc::new(Notify::new()),
         replies: reply_tx,
+        frames: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        bytes: Arc::new(Semaphore::new(MAX_IN_FLIGHT_BYTES / BUDGET_UNIT)),
         shutdown: shutdown.clone(),
     };
 
@@ -234,14 +292,38 @@ pub async fn session(daemon: Arc<Daemon>, socket: WebSocket, mut shutdown: Shutd
     ));
     drop(out_tx);
 
+    // A message read while gathering a batch that does not belong in it.
+    let mut held: Option<Option<Result<Message, axum::Error>>> = None;
     loop {
-        let msg = tokio::select! {
-            m = stream.next() => m,
-            _ = shutdown.recv() => break,
+        let msg = match held.take() {
+            Some(m) => m,
+            None => tokio::select! {
+                m = stream.next() => m,
+                _ = shutdown.recv() => break,
+            },
         };
         let keep_going = match msg {
+            Some(Ok(Message::Binary(b))) if s.mode() == Mode::Bundle => {
+                // Every bundle frame already received goes in one batch.
+                let mut size = b.len();
+                let mut frames = vec![Vec::from(b)];
+                while frames.len() < MAX_BATCH && size < MAX_BATCH_BYTES {
+                    match stream.next().now_or_never() {
+                        Some(Some(Ok(Message::Binary(b)))) => {
+                            size += b.len();
+                            frames.push(Vec::from(b));
+                        }
+                        Some(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                s.on_bundles(frames).await
+            }
             Some(Ok(Message::Text(t))) => s.on_text(t.as_str()).await,
-            Some(Ok(Message::Binary(b))) => s.on_binary(b.to_vec()).await,
+            Some(Ok(Message::Binary(b))) => s.on_binary(Vec::from(b)).await,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => true,
             Some(Ok(Message::Close(_))) | Some(Err(_)) | None => false,
         };
@@ -336,31 +418,63 @@ impl Session {
         self.reply(reply).await
     }
 
-    async fn on_binary(&self, bin: Vec<u8>) -> bool {
+    /// Takes `frames` and `bytes` out of the in-flight budget, waiting for
+    /// replies to go out if it is spent. A frame bigger than the whole byte
+    /// budget takes all of it.
+    async fn budget(&self, frames: usize, bytes: usize) -> Option<InFlight> {
+        let frames = u32::try_from(frames.min(MAX_IN_FLIGHT)).unwrap_or(u32::MAX);
+        let units = u32::try_from(bytes.div_ceil(BUDGET_UNIT).min(MAX_IN_FLIGHT_BYTES / BUDGET_UNIT)).unwrap_or(0);
+        let f = Arc::clone(&self.frames).acquire_many_owned(frames).await.ok()?;
+        let b = Arc::clone(&self.bytes).acquire_many_owned(units).await.ok()?;
+        Some(InFlight(f, b))
+    }
+
+    /// Bundle mode: stores a batch of bundles, one reply per frame.
+    async fn on_bundles(&self, frames: Vec<Vec<u8>>) -> bool {
+        let n = frames.len();
+        let Some(in_flight) = self.budget(n, frames.iter().map(Vec::len).sum()).await else { return false };
+        let lens: Vec<usize> = frames.iter().map(Vec::len).collect();
+        // The node takes them here, in the reader, so that it sees frames in
+        // the order they came (a later batch's task may run first: a
+        // duplicate of a bundle would then be stored, and the original
+        // answered "already stored"). Only the wait for the disk is a task.
+        let intake = self.daemon.take_in(frames);
         let daemon = Arc::clone(&self.daemon);
-        let mode = self.mode();
         let guard = self.shutdown.clone();
         let task = tokio::spawn(async move {
             let _guard = guard;
-            match mode {
-                Mode::Bundle => push_bundle(&daemon, bin).await,
-                Mode::Data => match ciborium::from_reader::<WsSendData, _>(bin.as_slice()) {
-                    Ok(req) => send_data(&daemon, req).await,
-                    Err(e) => format!("400 Unexpected binary: not a CBOR send record: {e}"),
-                },
-                Mode::Json => match serde_json::from_slice::<WsSendData>(&bin) {
-                    Ok(req) => send_data(&daemon, req).await,
-                    Err(e) => format!("400 Unexpected binary: not a JSON send record: {e}"),
-                },
-            }
+            let outcomes = daemon.store_intake(intake).await;
+            lens.into_iter().zip(outcomes).map(|(len, r)| bundle_reply(len, r)).collect()
         });
-        self.replies.send(Pending::Task(task)).await.is_ok()
+        self.replies.send(Pending::Batch(task, n, in_flight)).await.is_ok()
+    }
+
+    async fn on_binary(&self, bin: Vec<u8>) -> bool {
+        let parsed = match self.mode() {
+            Mode::Bundle => return self.on_bundles(vec![bin]).await,
+            Mode::Data => ciborium::from_reader::<WsSendData, _>(bin.as_slice())
+                .map_err(|e| format!("400 Unexpected binary: not a CBOR send record: {e}")),
+            Mode::Json => serde_json::from_slice::<WsSendData>(&bin)
+                .map_err(|e| format!("400 Unexpected binary: not a JSON send record: {e}")),
+        };
+        let req = match parsed {
+            Ok(req) => req,
+            Err(reply) => return self.reply(reply).await,
+        };
+        let Some(in_flight) = self.budget(1, req.data.len()).await else { return false };
+        let daemon = Arc::clone(&self.daemon);
+        let guard = self.shutdown.clone();
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            send_data(&daemon, req).await
+        });
+        self.replies.send(Pending::Task(task, in_flight)).await.is_ok()
     }
 }
 
-async fn push_bundle(daemon: &Daemon, bin: Vec<u8>) -> String {
-    let len = bin.len();
-    match daemon.receive(bin).await {
+/// The reply to a bundle frame of `len` bytes.
+fn bundle_reply(len: usize, outcome: Result<Received, DaemonError>) -> String {
+    match outcome {
         Ok(Received::Stored(id)) => {
             tracing::debug!(bundle = %id, "bundle received over websocket");
             format!("200 Sent payload with {len} bytes")
@@ -488,7 +602,7 @@ async fn deliver_one(daemon: &Daemon, out: &mpsc::Sender<Out>, mode: Mode, id: &
         }
     };
     let (done_tx, done_rx) = oneshot::channel();
-    if out.send(Out { msg: Message::Binary(frame.into()), done: Some(done_tx) }).await.is_err() {
+    if out.send(Out::Frame { msg: Message::Binary(frame.into()), done: done_tx }).await.is_err() {
         return Delivery::Failed;
     }
     if done_rx.await.unwrap_or(false) {

@@ -33,11 +33,22 @@ struct Args {
     /// Node ID (dtn://name/ or ipn:N.0); replaces the stored one.
     #[arg(short, long, value_name = "EID")]
     node_id: Option<String>,
+    /// Load no TCP plugin unless the config has a [[cla]] (tests, API-only nodes).
+    #[arg(long)]
+    no_default_cla: bool,
 }
 
 fn main() -> ExitCode {
+    if !ferry_daemon::memory::tune_allocator() {
+        eprintln!("ferryd: warning: could not fix malloc's mmap threshold; memory may grow with bundle volume");
+    }
     let args = Args::parse();
-    let flags = Overrides { data_dir: args.data_dir, api: args.api, node_id: args.node_id };
+    let flags = Overrides {
+        data_dir: args.data_dir,
+        api: args.api,
+        node_id: args.node_id,
+        no_default_cla: args.no_default_cla,
+    };
     let settings = match Settings::load(args.config.as_deref(), &flags) {
         Ok(s) => s,
         Err(e) => {

@@ -36,15 +36,15 @@ use tokio_tungstenite::tungstenite::Message;
 use super::fmt::dtn_now;
 
 /// How long a spawned ferryd may take to say where its API listens.
-const SPAWN_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const SPAWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The line ferryd prints on stdout once its API is up.
-const LISTENING: &str = crate::server::LISTENING_PREFIX;
+pub(super) const LISTENING: &str = crate::server::LISTENING_PREFIX;
 /// Bytes of payload in flight at most, whatever the concurrency: large bundles
 /// get fewer requests in flight so that the bench measures the store, not how
 /// much memory both sides can throw at buffers.
-const MAX_IN_FLIGHT_BYTES: u64 = 32 << 20;
+pub(super) const MAX_IN_FLIGHT_BYTES: u64 = 32 << 20;
 /// Lifetime of bench bundles: long enough that none expires during a run.
-const LIFETIME_MS: u64 = 24 * 3600 * 1000;
+pub(super) const LIFETIME_MS: u64 = 24 * 3600 * 1000;
 /// Extra time, past `--max-time`, for the answers still outstanding.
 const DRAIN_GRACE: Duration = Duration::from_secs(30);
 
@@ -105,14 +105,14 @@ struct Phase {
 
 /// What a phase achieved.
 #[derive(Default)]
-struct Outcome {
-    acked: AtomicU64,
-    failed: AtomicU64,
-    first_error: Mutex<Option<String>>,
+pub(super) struct Outcome {
+    pub(super) acked: AtomicU64,
+    pub(super) failed: AtomicU64,
+    pub(super) first_error: Mutex<Option<String>>,
 }
 
 impl Outcome {
-    fn fail(&self, why: String) {
+    pub(super) fn fail(&self, why: String) {
         self.failed.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut first) = self.first_error.lock() {
             first.get_or_insert(why);
@@ -121,14 +121,14 @@ impl Outcome {
 }
 
 /// The bundles' fixed parts.
-struct Template {
-    source: Eid,
-    destination: Eid,
-    time: u64,
+pub(super) struct Template {
+    pub(super) source: Eid,
+    pub(super) destination: Eid,
+    pub(super) time: u64,
 }
 
 impl Template {
-    fn build(&self, seq: u64, payload: &[u8]) -> Vec<u8> {
+    pub(super) fn build(&self, seq: u64, payload: &[u8]) -> Vec<u8> {
         BundleBuilder::new(
             self.source.clone(),
             self.destination.clone(),
@@ -228,7 +228,7 @@ fn default_count(size: u64) -> u64 {
     (50 * 1024 * 1024 / size.max(1)).clamp(200, 20_000)
 }
 
-fn round3(x: f64) -> f64 {
+pub(super) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
@@ -259,13 +259,13 @@ async fn run_phase(
 
 /// The bundles of one phase, handed out one at a time to whoever pushes next.
 #[derive(Clone)]
-struct Work {
-    next: Arc<AtomicU64>,
-    count: u64,
-    seq_base: u64,
-    payload: Arc<[u8]>,
-    template: Arc<Template>,
-    deadline: tokio::time::Instant,
+pub(super) struct Work {
+    pub(super) next: Arc<AtomicU64>,
+    pub(super) count: u64,
+    pub(super) seq_base: u64,
+    pub(super) payload: Arc<[u8]>,
+    pub(super) template: Arc<Template>,
+    pub(super) deadline: tokio::time::Instant,
 }
 
 impl Work {
@@ -316,7 +316,13 @@ async fn http_phase(base: &str, in_flight: u64, work: &Work, outcome: &Arc<Outco
     Ok(())
 }
 
-async fn ws_phase(base: &str, connections: u64, in_flight: u64, work: &Work, outcome: &Arc<Outcome>) -> Result<()> {
+pub(super) async fn ws_phase(
+    base: &str,
+    connections: u64,
+    in_flight: u64,
+    work: &Work,
+    outcome: &Arc<Outcome>,
+) -> Result<()> {
     let ws_url = match base.strip_prefix("http://") {
         Some(rest) => format!("ws://{rest}/ws"),
         None => bail!("--via ws needs an http:// API address (got {base})"),
@@ -448,7 +454,7 @@ impl Spawned {
         let child = Command::new(&exe)
             .arg("--data-dir")
             .arg(&data)
-            .args(["--api", "127.0.0.1:0"])
+            .args(["--api", "127.0.0.1:0", "--no-default-cla"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -493,14 +499,14 @@ impl Drop for Spawned {
 }
 
 /// A `kB` line of /proc/<pid>/status, such as `VmHWM:`.
-fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
+pub(super) fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(key))?;
     line[key.len()..].split_whitespace().next()?.parse().ok()
 }
 
 /// User + system CPU seconds of a process, from /proc/<pid>/stat.
-fn cpu_seconds(pid: u32) -> Option<f64> {
+pub(super) fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may contain spaces) in parentheses;
     // utime and stime are fields 14 and 15, i.e. 12 and 13 after the ')'.

@@ -91,7 +91,7 @@ impl Ferryd {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ferryd"))
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--api", "127.0.0.1:0"])
+            .args(["--api", "127.0.0.1:0", "--no-default-cla"])
             .args(extra)
             .env("RUST_LOG", "info,ferry_daemon=debug")
             .stdin(Stdio::null())
