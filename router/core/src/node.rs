@@ -218,6 +218,8 @@ pub enum State {
 }
 
 struct Entry {
+    /// Arrival number: this entry's key in `Node::expiry` with `meta.expires_at`.
+    order: u64,
     meta: BundleMeta,
     state: State,
     from_peer: Option<PeerId>,
@@ -253,7 +255,11 @@ pub struct Node {
     default_hop_limit: Option<u64>,
     decode_options: codec::DecodeOptions,
     bundles: HashMap<BundleId, Entry>,
-    expiry: BTreeSet<(DtnTime, BundleId)>,
+    /// Expiry order. Keyed by (time, arrival number) rather than (time, ID):
+    /// bundles often share an expiry time, and comparing two integers is far
+    /// cheaper than comparing source EIDs (this index was a sixth of ingest).
+    expiry: BTreeMap<(DtnTime, u64), BundleId>,
+    next_order: u64,
     registrations: BTreeSet<Eid>,
     peers: BTreeMap<PeerId, PeerInfo>,
     /// Peer retry timers: bundle may be offered again at that time.
@@ -274,7 +280,8 @@ impl Node {
             default_hop_limit: cfg.default_hop_limit,
             decode_options: codec::DecodeOptions::strict().allow_unprotected_primary(cfg.accept_unprotected_primary),
             bundles: HashMap::new(),
-            expiry: BTreeSet::new(),
+            expiry: BTreeMap::new(),
+            next_order: 0,
             registrations: BTreeSet::new(),
             peers: BTreeMap::new(),
             retry_at: BTreeSet::new(),
@@ -348,7 +355,7 @@ impl Node {
 
     /// When [`Node::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<DtnTime> {
-        let expiry = self.expiry.first().map(|(t, _)| t.saturating_add(1));
+        let expiry = self.expiry.first_key_value().map(|((t, _), _)| t.saturating_add(1));
         let retry = self.retry_at.first().map(|(t, _)| *t);
         match (expiry, retry) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -365,10 +372,11 @@ impl Node {
         if self.bundles.contains_key(&id) {
             return;
         }
-        self.expiry.insert((meta.expires_at, id.clone()));
+        let order = self.index_expiry(meta.expires_at, &id);
         self.bundles.insert(
             id.clone(),
             Entry {
+                order,
                 meta,
                 state: State::Stored,
                 from_peer: None,
@@ -439,9 +447,8 @@ impl Node {
         }
         if !ok {
             // Not stored, so not accepted: the sender was not acknowledged.
-            let meta = self.bundles.remove(id).map(|e| e.meta);
-            if let Some(m) = meta {
-                self.expiry.remove(&(m.expires_at, m.id));
+            if let Some(e) = self.bundles.remove(id) {
+                self.expiry.remove(&(e.meta.expires_at, e.order));
             }
             return;
         }
@@ -586,14 +593,15 @@ impl Node {
     /// Time passed: expire bundles (§5.4 / §4.2.8 lifetime) and retry transmissions.
     pub fn handle_timeout(&mut self, now: DtnTime) {
         let mut still_writing = vec![];
-        while let Some((t, id)) = self.expiry.first().cloned() {
+        while let Some(((t, order), _)) = self.expiry.first_key_value() {
+            let (t, order) = (*t, *order);
             if t >= now {
                 break;
             }
-            self.expiry.remove(&(t, id.clone()));
+            let Some(id) = self.expiry.remove(&(t, order)) else { break };
             if self.bundles.get(&id).is_some_and(|e| e.state == State::Persisting) {
                 // Let the write finish first; handle_persisted expires it.
-                still_writing.push((t, id));
+                still_writing.push(((t, order), id));
                 continue;
             }
             self.stats.expired += 1;
@@ -629,6 +637,13 @@ impl Node {
     }
 
     // ----- internals -----
+
+    fn index_expiry(&mut self, expires_at: DtnTime, id: &BundleId) -> u64 {
+        let order = self.next_order;
+        self.next_order += 1;
+        self.expiry.insert((expires_at, order), id.clone());
+        order
+    }
 
     /// A fresh creation timestamp from this node's sequence (§4.2.7): for the
     /// bundles it builds, and for clients that build their own (`/cts`).
@@ -696,10 +711,11 @@ impl Node {
         }
         let mut meta = meta;
         meta.discard_blocks = discard;
-        self.expiry.insert((meta.expires_at, id.clone()));
+        let order = self.index_expiry(meta.expires_at, &id);
         self.bundles.insert(
             id.clone(),
             Entry {
+                order,
                 meta: meta.clone(),
                 state: State::Persisting,
                 from_peer: from,
@@ -840,7 +856,7 @@ impl Node {
 
     fn remove(&mut self, id: &BundleId, reason: Option<ReasonCode>) {
         let Some(entry) = self.bundles.remove(id) else { return };
-        self.expiry.remove(&(entry.meta.expires_at, id.clone()));
+        self.expiry.remove(&(entry.meta.expires_at, entry.order));
         if let Some(t) = entry.retry_at {
             self.retry_at.remove(&(t, id.clone()));
         }
