@@ -799,6 +799,11 @@ impl Node {
         let Some(entry) = self.bundles.get(id) else { return };
         let meta = &entry.meta;
         let must_not_fragment = meta.flags & bundle_flags::MUST_NOT_FRAGMENT != 0;
+        // A node can be up over several links at once (two TCPCL sessions
+        // when both sides dialed): one copy per node, and none to a node
+        // that already has one on the way.
+        let mut nodes: Vec<&Eid> =
+            entry.in_flight.iter().filter_map(|p| self.peers.get(p)).map(|p| &p.node_id).collect();
         let candidates: Vec<&PeerInfo> = self
             .peers
             .values()
@@ -808,6 +813,13 @@ impl Node {
                     && Some(p.id) != entry.from_peer
                     && !entry.in_flight.contains(&p.id)
                     && !(must_not_fragment && p.mtu.is_some_and(|m| meta.size > m))
+            })
+            .filter(|p| {
+                if nodes.contains(&&p.node_id) {
+                    return false;
+                }
+                nodes.push(&p.node_id);
+                true
             })
             .collect();
         if candidates.is_empty() {

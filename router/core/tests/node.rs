@@ -464,3 +464,15 @@ fn dtn7_style_bundles_without_primary_crc_are_accepted_unless_strict() {
     let mut strict = Node::new(cfg);
     assert!(matches!(strict.handle_received(T0, bytes, Some(PeerId(1))), Err(Rejected::Invalid(_))));
 }
+
+#[test]
+fn one_copy_per_node_even_over_two_links() {
+    // Both sides dialed: the same node is up over two sessions.
+    let mut a = node("a");
+    send(&mut a, T0, "dtn://b/in", 0, 60_000, b"once");
+    for id in [1, 2] {
+        a.node.handle_peer_up(T0, PeerInfo { id: PeerId(id), node_id: eid("dtn://b/"), mtu: None, rate_bps: None });
+    }
+    a.run(T0);
+    assert_eq!(a.outgoing.len(), 1, "one transmission, not one per session");
+}

@@ -139,6 +139,10 @@ pub async fn run(settings: Settings, stop: impl Future<Output = ()> + Send + 'st
 
     let app = api::router(AppState { daemon: Arc::clone(&daemon), shutdown: controller.handle() });
     let mut server_stop = controller.handle();
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move { server_stop.recv().await });
     let mut server = Box::pin(server.into_future());

@@ -8,6 +8,7 @@
 //! - [`bundles`], [`status`]: inspect and manage the node's store;
 //! - [`decode`]: decode and validate a bundle offline (no daemon involved);
 //! - [`bench`]: measure durable ingest through the API;
+//! - [`bench_link`]: measure a link between two ferryd (and two dtnd, for comparison);
 //! - [`fmt`]: small text helpers shared by the commands (hex, durations, tables).
 //!
 //! Exit codes: 0 success; 1 failure (an error message on stderr), and for
@@ -15,6 +16,7 @@
 //! could not be read at all (grep's convention: 1 is a verdict, 2 is trouble).
 
 pub mod bench;
+pub mod bench_link;
 pub mod bundles;
 pub mod client;
 pub mod decode;
@@ -90,6 +92,9 @@ pub struct DecodeArgs {
 pub enum BenchCommand {
     /// Push bundles into ferryd's durable store as fast as it takes them.
     Ingest(bench::IngestArgs),
+    /// Two ferryd on loopback over TCPCLv4, next to two dtn7-rs dtnd: bundles/s,
+    /// MB/s, ping round trip and the disk's ceiling, as JSON.
+    Link(bench_link::LinkArgs),
 }
 
 /// Runs the command line of this process and turns the outcome into an exit code.
@@ -114,5 +119,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status => status::run(&client::Api::new(&cli.api)?, json),
         Command::Bundle { command: BundleCommand::Decode(args) } => Ok(decode::run(&args)),
         Command::Bench { command: BenchCommand::Ingest(args) } => bench::run(&cli.api, &args),
+        Command::Bench { command: BenchCommand::Link(args) } => bench_link::run(&args),
     }
 }
