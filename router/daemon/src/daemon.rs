@@ -746,8 +746,14 @@ impl Daemon {
     /// order the tasks run in. The intake must be handed to `store_intake`:
     /// until then its bundles are "being written" to the node.
     pub fn take_in(&self, bundles: Vec<Vec<u8>>) -> Intake {
+        self.take_in_from(bundles.into_iter().map(|b| (None, b)).collect())
+    }
+
+    /// [`Daemon::take_in`] for bundles that came from peers (`None`: from an
+    /// application or an anonymous link).
+    pub fn take_in_from(&self, bundles: Vec<(Option<PeerId>, Vec<u8>)>) -> Intake {
         let (results, actions) = self.input(|node, now| {
-            bundles.into_iter().map(|bytes| node.handle_received(now, bytes, None)).collect::<Vec<_>>()
+            bundles.into_iter().map(|(from, bytes)| node.handle_received(now, bytes, from)).collect::<Vec<_>>()
         });
         Intake { results, actions }
     }
@@ -871,7 +877,17 @@ impl Daemon {
     /// The application has the bundle: the node is told, and the deletion that
     /// follows (§5.7: delivered, so no longer kept) is durable on return.
     pub async fn confirm_delivery(&self, id: &BundleId) {
-        let ((), actions) = self.input(|node, now| node.handle_delivered(now, id));
+        self.confirm_deliveries(std::slice::from_ref(id)).await;
+    }
+
+    /// [`Daemon::confirm_delivery`] for several bundles: one node lock, and
+    /// their deletions in one store write.
+    pub async fn confirm_deliveries(&self, ids: &[BundleId]) {
+        let ((), actions) = self.input(|node, now| {
+            for id in ids {
+                node.handle_delivered(now, id);
+            }
+        });
         self.execute(actions).await;
     }
 

@@ -66,7 +66,22 @@ pub struct ClaHost {
     /// Transmit ID of every part in flight -> its transmission's key.
     parts: Mutex<HashMap<u64, u64>>,
     next_transmit: AtomicU64,
+    /// Received bundles on their way into the node, batched by `run_intake`.
+    intake: tokio::sync::mpsc::UnboundedSender<Arrival>,
+    intake_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Arrival>>>,
 }
+
+/// A bundle a plugin handed over, waiting for its verdict.
+struct Arrival {
+    slot: usize,
+    from: Option<PeerId>,
+    bytes: Vec<u8>,
+    token: u64,
+}
+
+/// Most bundles (and bytes) taken into the node under one lock.
+const INTAKE_BATCH: usize = 512;
+const INTAKE_BATCH_BYTES: usize = 8 << 20;
 
 /// What the plugin's callbacks reach: the host and the plugin's slot.
 struct Bridge {
@@ -83,7 +98,10 @@ impl ClaHost {
     /// Loads and instantiates every plugin in `specs` (not started yet).
     /// Failures are logged and the plugin is left out.
     pub fn load(node_id: &Eid, specs: &[ClaSpec]) -> Arc<ClaHost> {
+        let (intake, intake_rx) = tokio::sync::mpsc::unbounded_channel();
         let host = Arc::new(ClaHost {
+            intake,
+            intake_rx: Mutex::new(Some(intake_rx)),
             slots: OnceLock::new(),
             daemon: OnceLock::new(),
             rt: tokio::runtime::Handle::current(),
@@ -106,8 +124,46 @@ impl ClaHost {
     }
 
     /// Gives the callbacks the daemon to talk to.
-    pub fn attach(&self, daemon: &Arc<Daemon>) {
+    pub fn attach(self: &Arc<Self>, daemon: &Arc<Daemon>) {
         let _ = self.daemon.set(Arc::downgrade(daemon));
+        if let Some(rx) = lock(&self.intake_rx).take() {
+            self.rt.spawn(Arc::clone(self).run_intake(rx));
+        }
+    }
+
+    /// Takes received bundles into the node in arrival order, as many as are
+    /// waiting under one node lock, and stores each batch in its own task
+    /// (so that batches share syncs and the next one need not wait). Verdicts
+    /// go back to the plugins once their batch is on disk.
+    async fn run_intake(self: Arc<Self>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Arrival>) {
+        while let Some(first) = rx.recv().await {
+            let mut bytes = first.bytes.len();
+            let mut batch = vec![first];
+            while batch.len() < INTAKE_BATCH && bytes < INTAKE_BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(a) => {
+                        bytes += a.bytes.len();
+                        batch.push(a);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let Some(daemon) = self.daemon() else { return };
+            let tickets: Vec<(usize, u64)> = batch.iter().map(|a| (a.slot, a.token)).collect();
+            let intake = daemon.take_in_from(batch.into_iter().map(|a| (a.from, a.bytes)).collect());
+            let host = Arc::clone(&self);
+            self.rt.spawn(async move {
+                let outcomes = daemon.store_intake(intake).await;
+                for ((slot, token), result) in tickets.into_iter().zip(outcomes) {
+                    if let Err(e) = &result {
+                        tracing::debug!("bundle from a peer not taken: {e}");
+                    }
+                    if let Some(s) = host.slots().get(slot) {
+                        s.instance.verdict(token, verdict(&result));
+                    }
+                }
+            });
+        }
     }
 
     /// Starts every plugin; one that fails to start is stopped and logged.
@@ -271,20 +327,15 @@ impl Bridge {
 
 impl HostCallbacks for Bridge {
     fn bundle_received(&self, handle: u64, bundle: &[u8], token: u64) {
-        let Some((host, daemon)) = self.with_daemon() else { return };
+        let Some(host) = self.host.upgrade() else { return };
         let from = (handle != 0).then(|| self.peer(handle));
-        let bytes = bundle.to_vec();
-        let slot = self.slot as usize;
-        let name = self.name.clone();
-        host.rt.clone().spawn(async move {
-            let result = daemon.receive_from(from, bytes).await;
-            if let Err(e) = &result {
-                tracing::warn!(plugin = %name, "bundle from a peer not taken: {e}");
+        let arrival = Arrival { slot: self.slot as usize, from, bytes: bundle.to_vec(), token };
+        if host.intake.send(arrival).is_err() {
+            // The daemon is shutting down: refuse, so that the peer keeps it.
+            if let Some(s) = host.slots().get(self.slot as usize) {
+                s.instance.verdict(token, Verdict::NoResources);
             }
-            if let Some(s) = host.slots().get(slot) {
-                s.instance.verdict(token, verdict(&result));
-            }
-        });
+        }
     }
 
     fn peer_up(&self, handle: u64, info: PeerUp<'_>) {

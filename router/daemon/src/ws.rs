@@ -49,7 +49,6 @@ use std::sync::{Arc, Mutex};
 use axum::extract::ws::{Message, WebSocket};
 use base64::Engine as _;
 use ferry_core::bundle::bundle_flags;
-use ferry_core::codec;
 use ferry_core::eid::Eid;
 use ferry_core::node::SendRequest;
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -519,6 +518,9 @@ enum Delivery {
     Failed,
 }
 
+/// Bundles written to a subscriber before their deliveries are confirmed.
+const DELIVERY_WINDOW: usize = 64;
+
 async fn deliver_loop(
     daemon: Arc<Daemon>,
     mode: Arc<AtomicU8>,
@@ -536,18 +538,46 @@ async fn deliver_loop(
             if !lock(&subscriptions).contains(&endpoint) {
                 continue;
             }
-            while let Some(id) = daemon.pop_delivery(&endpoint) {
+            // Bundles go out in windows: every frame of a window is written,
+            // then the window's deliveries are confirmed together (one node
+            // lock, one store write for their deletions) instead of one sync
+            // per bundle.
+            loop {
+                let mut window = vec![];
+                while window.len() < DELIVERY_WINDOW {
+                    match daemon.pop_delivery(&endpoint) {
+                        Some(id) => window.push(id),
+                        None => break,
+                    }
+                }
+                if window.is_empty() {
+                    break;
+                }
                 if *closing.borrow() {
-                    daemon.requeue(&endpoint, id);
+                    for id in window.into_iter().rev() {
+                        daemon.requeue(&endpoint, id);
+                    }
                     return;
                 }
                 let mode = Mode::from_u8(mode.load(Ordering::Relaxed));
-                match deliver_one(&daemon, &out, mode, &id).await {
-                    Delivery::Done | Delivery::Skipped => {}
-                    Delivery::Failed => {
-                        daemon.requeue(&endpoint, id);
-                        return;
+                let mut written = vec![];
+                let mut failed_from = None;
+                for (i, id) in window.iter().enumerate() {
+                    match deliver_one(&daemon, &out, mode, id).await {
+                        Delivery::Done => written.push(id.clone()),
+                        Delivery::Skipped => {}
+                        Delivery::Failed => {
+                            failed_from = Some(i);
+                            break;
+                        }
                     }
+                }
+                daemon.confirm_deliveries(&written).await;
+                if let Some(i) = failed_from {
+                    for id in window[i..].iter().rev() {
+                        daemon.requeue(&endpoint, id.clone());
+                    }
+                    return;
                 }
             }
         }
@@ -571,7 +601,8 @@ async fn deliver_one(daemon: &Daemon, out: &mpsc::Sender<Out>, mode: Mode, id: &
     let frame = match mode {
         Mode::Bundle => bytes,
         Mode::Data | Mode::Json => {
-            let bundle = match codec::decode(&bytes) {
+            // As stored: dtn7-style bundles without a primary CRC included.
+            let bundle = match ferry_core::node::decode_stored(&bytes) {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::error!(bundle = %id, error = %e, "stored bundle does not decode; not delivered");
@@ -606,7 +637,6 @@ async fn deliver_one(daemon: &Daemon, out: &mpsc::Sender<Out>, mode: Mode, id: &
         return Delivery::Failed;
     }
     if done_rx.await.unwrap_or(false) {
-        daemon.confirm_delivery(id).await;
         tracing::debug!(bundle = %id, "bundle delivered over websocket");
         Delivery::Done
     } else {
