@@ -517,7 +517,17 @@ impl Daemon {
                     lock(&self.queues).entry(endpoint).or_default().push_back(id);
                     self.deliveries.send_modify(|n| *n = n.wrapping_add(1));
                 }
-                Action::Transmit(t) => work.extend(self.transmit(t).await),
+                Action::Transmit(t) => {
+                    // Runs of transmissions (a peer came up, a burst arrived)
+                    // are prepared in one trip to the blocking pool.
+                    let mut orders = vec![t];
+                    while let Some(Action::Transmit(_)) = work.front() {
+                        if let Some(Action::Transmit(t)) = work.pop_front() {
+                            orders.push(t);
+                        }
+                    }
+                    work.extend(self.transmit(orders).await);
+                }
                 Action::Reassemble { parts } => work.extend(self.reassemble(parts).await),
             }
         }
@@ -566,39 +576,57 @@ impl Daemon {
         }
     }
 
-    async fn transmit(&self, t: Transmit) -> Vec<Action> {
+    async fn transmit(&self, orders: Vec<Transmit>) -> Vec<Action> {
         let store = Arc::clone(&self.store);
         let cla = Arc::clone(&self.cla);
-        let order = t.clone();
+        let todo = orders.clone();
         let queued = blocking(move || {
-            let prepared = match store.get_bytes(&order.id) {
-                Ok(Some(bytes)) => transmission(&bytes, &order).map_err(|e| e.to_string()),
-                Ok(None) => Err("bundle to transmit is not in the store".to_owned()),
-                Err(e) => Err(e.to_string()),
-            };
-            match prepared {
-                Ok(bundles) => cla.transmit(order.peer, &order.id, &bundles),
-                Err(what) => {
-                    tracing::error!(bundle = %order.id, error = what, "cannot prepare bundle for transmission");
-                    Err(TransmitOutcome::Failed)
-                }
-            }
+            todo.iter()
+                .map(|order| {
+                    let prepared = match store.get_bytes(&order.id) {
+                        Ok(Some(bytes)) => transmission(&bytes, order).map_err(|e| e.to_string()),
+                        Ok(None) => Err("bundle to transmit is not in the store".to_owned()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match prepared {
+                        Ok(bundles) => cla.transmit(order.peer, &order.id, &bundles),
+                        Err(what) => {
+                            tracing::error!(bundle = %order.id, error = what, "cannot prepare bundle for transmission");
+                            Err(TransmitOutcome::Failed)
+                        }
+                    }
+                })
+                .collect::<Vec<_>>()
         })
         .await
-        .unwrap_or(Err(TransmitOutcome::Failed));
-        match queued {
-            // The outcome comes back through `transmitted`.
-            Ok(()) => vec![],
-            Err(outcome) => {
-                let ((), actions) = self.input(|node, now| node.handle_transmitted(now, t.peer, &t.id, outcome));
-                actions
-            }
+        .unwrap_or_else(|_| vec![Err(TransmitOutcome::Failed); orders.len()]);
+        // Queued ones report back through `transmitted`; the rest end now.
+        let failed: Vec<(&Transmit, TransmitOutcome)> =
+            orders.iter().zip(queued).filter_map(|(t, q)| q.err().map(|o| (t, o))).collect();
+        if failed.is_empty() {
+            return vec![];
         }
+        let ((), actions) = self.input(|node, now| {
+            for (t, outcome) in failed {
+                node.handle_transmitted(now, t.peer, &t.id, outcome);
+            }
+        });
+        actions
     }
 
     /// A convergence layer finished a transmission the node ordered.
     pub async fn transmitted(&self, peer: PeerId, id: &BundleId, outcome: TransmitOutcome) {
-        let ((), actions) = self.input(|node, now| node.handle_transmitted(now, peer, id, outcome));
+        self.transmitted_many(vec![(peer, id.clone(), outcome)]).await;
+    }
+
+    /// [`Daemon::transmitted`] for several: one node lock, and what follows
+    /// (metadata updates, deletions) in shared store writes.
+    pub async fn transmitted_many(&self, done: Vec<(PeerId, BundleId, TransmitOutcome)>) {
+        let ((), actions) = self.input(|node, now| {
+            for (peer, id, outcome) in &done {
+                node.handle_transmitted(now, *peer, id, *outcome);
+            }
+        });
         self.execute(actions).await;
     }
 

@@ -69,6 +69,9 @@ pub struct ClaHost {
     /// Received bundles on their way into the node, batched by `run_intake`.
     intake: tokio::sync::mpsc::UnboundedSender<Arrival>,
     intake_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Arrival>>>,
+    /// Settled transmissions on their way to the node, batched by `run_settled`.
+    settled: tokio::sync::mpsc::UnboundedSender<(PeerId, BundleId, TransmitOutcome)>,
+    settled_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(PeerId, BundleId, TransmitOutcome)>>>,
 }
 
 /// A bundle a plugin handed over, waiting for its verdict.
@@ -99,7 +102,10 @@ impl ClaHost {
     /// Failures are logged and the plugin is left out.
     pub fn load(node_id: &Eid, specs: &[ClaSpec]) -> Arc<ClaHost> {
         let (intake, intake_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (settled, settled_rx) = tokio::sync::mpsc::unbounded_channel();
         let host = Arc::new(ClaHost {
+            settled,
+            settled_rx: Mutex::new(Some(settled_rx)),
             intake,
             intake_rx: Mutex::new(Some(intake_rx)),
             slots: OnceLock::new(),
@@ -128,6 +134,28 @@ impl ClaHost {
         let _ = self.daemon.set(Arc::downgrade(daemon));
         if let Some(rx) = lock(&self.intake_rx).take() {
             self.rt.spawn(Arc::clone(self).run_intake(rx));
+        }
+        if let Some(rx) = lock(&self.settled_rx).take() {
+            self.rt.spawn(Arc::clone(self).run_settled(rx));
+        }
+    }
+
+    /// Tells the node how transmissions ended, as many at a time as have
+    /// ended, each batch in its own task.
+    async fn run_settled(
+        self: Arc<Self>,
+        mut rx: tokio::sync::mpsc::UnboundedReceiver<(PeerId, BundleId, TransmitOutcome)>,
+    ) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < INTAKE_BATCH {
+                match rx.try_recv() {
+                    Ok(d) => batch.push(d),
+                    Err(_) => break,
+                }
+            }
+            let Some(daemon) = self.daemon() else { return };
+            self.rt.spawn(async move { daemon.transmitted_many(batch).await });
         }
     }
 
@@ -227,8 +255,8 @@ impl ClaHost {
             }
             pending.remove(&transmit)
         };
-        if let (Some(p), Some(daemon)) = (done, self.daemon()) {
-            self.rt.spawn(async move { daemon.transmitted(p.peer, &p.id, p.outcome).await });
+        if let Some(p) = done {
+            let _ = self.settled.send((p.peer, p.id, p.outcome));
         }
     }
 }
