@@ -736,13 +736,13 @@ impl Node {
         }
         let meta = &entry.meta;
         if meta.destination.is_on_node(&self.node_id) {
-            self.dispatch_local(now, id);
+            self.dispatch_local(id);
         } else {
             self.route(now, id);
         }
     }
 
-    fn dispatch_local(&mut self, now: DtnTime, id: &BundleId) {
+    fn dispatch_local(&mut self, id: &BundleId) {
         let Some(entry) = self.bundles.get(id) else { return };
         let meta = &entry.meta;
         // §5.9: fragments are reassembled before delivery.
@@ -777,7 +777,6 @@ impl Node {
             self.actions.push_back(Action::Deliver { id: id.clone(), endpoint });
         }
         // Otherwise kept until an application registers or it expires.
-        let _ = now;
     }
 
     fn route_all(&mut self, now: DtnTime) {
@@ -880,9 +879,6 @@ impl Node {
                     self.fragments.remove(&key);
                 }
             }
-        }
-        if entry.state == State::Delivering {
-            // The driver drops it from the application's queue when it sees Delete.
         }
         self.actions.push_back(Action::Delete { id: id.clone(), reason });
     }

@@ -11,19 +11,7 @@ use crate::eid::Eid;
 /// `p.crc_type`. (`p.range` is not used.) The IS_FRAGMENT flag is set or
 /// cleared to agree with `fragment`.
 pub fn encode_primary_block(out: &mut Vec<u8>, p: &PrimaryBlock, flags: u64, fragment: Option<Fragment>) {
-    encode_primary(
-        out,
-        PrimaryFields {
-            flags,
-            crc_type: p.crc_type,
-            destination: &p.destination,
-            source: &p.source,
-            report_to: &p.report_to,
-            creation: p.creation,
-            lifetime_ms: p.lifetime_ms,
-            fragment,
-        },
-    );
+    encode_primary(out, PrimaryFields::of(p, flags, fragment));
 }
 
 pub(crate) struct PrimaryFields<'a> {
@@ -35,6 +23,22 @@ pub(crate) struct PrimaryFields<'a> {
     pub creation: CreationTimestamp,
     pub lifetime_ms: u64,
     pub fragment: Option<Fragment>,
+}
+
+impl<'a> PrimaryFields<'a> {
+    /// The fields of a decoded primary block, with `flags` and `fragment` replaced.
+    pub(crate) fn of(p: &'a PrimaryBlock, flags: u64, fragment: Option<Fragment>) -> PrimaryFields<'a> {
+        PrimaryFields {
+            flags,
+            crc_type: p.crc_type,
+            destination: &p.destination,
+            source: &p.source,
+            report_to: &p.report_to,
+            creation: p.creation,
+            lifetime_ms: p.lifetime_ms,
+            fragment,
+        }
+    }
 }
 
 pub(crate) fn encode_primary(out: &mut Vec<u8>, p: PrimaryFields<'_>) {

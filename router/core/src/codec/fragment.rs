@@ -78,7 +78,7 @@ pub fn fragment(bytes: &[u8], bundle: &Bundle, max_bundle_size: usize) -> Result
         let first = offset == 0;
         primary.clear();
         let fragment = Fragment { offset: base.saturating_add(offset as u64), total_adu_len: total };
-        encode_primary(&mut primary, primary_fields(bundle, p.flags, Some(fragment)));
+        encode_primary(&mut primary, PrimaryFields::of(&bundle.primary, p.flags, Some(fragment)));
         let fixed = 2 + primary.len() + if first { all_ext_len } else { replicated_len } + payload_fixed;
         let too_small = FragmentError::TooSmall { max_bundle_size, needed: fixed + 2 };
         let avail = max_bundle_size.checked_sub(fixed).ok_or(too_small.clone())?;
@@ -104,20 +104,6 @@ pub fn fragment(bytes: &[u8], bundle: &Bundle, max_bundle_size: usize) -> Result
         offset += n;
     }
     Ok(fragments)
-}
-
-fn primary_fields(bundle: &Bundle, flags: u64, fragment: Option<Fragment>) -> PrimaryFields<'_> {
-    let p = &bundle.primary;
-    PrimaryFields {
-        flags,
-        crc_type: p.crc_type,
-        destination: &p.destination,
-        source: &p.source,
-        report_to: &p.report_to,
-        creation: p.creation,
-        lifetime_ms: p.lifetime_ms,
-        fragment,
-    }
 }
 
 /// Reassembles an ADU from decoded fragments (RFC 9171 §5.9), given in any
@@ -173,7 +159,7 @@ pub fn reassemble(fragments: &[(&[u8], &Bundle)]) -> Result<Vec<u8>, ReassemblyE
         return Err(ReassemblyError::Incomplete);
     };
     let p = &b.primary;
-    let mut fields = primary_fields(b, p.flags & !bundle_flags::IS_FRAGMENT, None);
+    let mut fields = PrimaryFields::of(&b.primary, p.flags & !bundle_flags::IS_FRAGMENT, None);
     if fields.crc_type == CrcType::None {
         // A BIB over the fragment's primary block no longer applies to the
         // reassembled one, which therefore needs its own CRC (§4.3.1).
