@@ -55,6 +55,7 @@
 //! | `transfer_mru` | `67108864` | largest bundle accepted on any link (TCPCL transfer MRU, MTCP/STCP frame limit); bundles are reassembled in memory |
 //! | `respect_peer_transfer_mru` | `true` | never send a TCPCL peer a bundle larger than its transfer MRU (the peer is reported with that MTU, so the host can fragment); turn off for dtn7-rs peers, which advertise 64000 octets and accept more |
 //! | `contact_timeout_secs` | `30` | time allowed for the contact header and SESS_INIT exchange |
+//! | `transfer_timeout_secs` | `60` | a transfer with no progress this long (no ack from the peer for ours, no next segment of theirs) ends the session with SESS_TERM "idle timeout", keepalives notwithstanding; 0 = never |
 //! | `max_connections` | `256` | accepted connections served at once; more are closed |
 //! | `max_pipelined_transfers` | `8` | TCPCL transfers sent and awaiting their acknowledgement at once, per session |
 //! | `max_unaccepted_transfers` | `64` | received bundles awaiting the host's verdict, per session; more are refused with "no resources" |

@@ -35,6 +35,10 @@ pub struct Settings {
     pub respect_peer_transfer_mru: bool,
     /// Time allowed for the contact header and SESS_INIT exchange.
     pub contact_timeout_secs: u64,
+    /// A transfer that makes no progress for this long (the peer stopped
+    /// acknowledging ours, or stalled in the middle of its own) ends the
+    /// session; 0 = never.
+    pub transfer_timeout_secs: u64,
     /// Accepted connections served at once (all listeners together).
     pub max_connections: usize,
     /// Outgoing TCPCL transfers fully sent and not yet acknowledged at once.
@@ -121,6 +125,7 @@ struct Raw {
     transfer_mru: u64,
     respect_peer_transfer_mru: bool,
     contact_timeout_secs: u64,
+    transfer_timeout_secs: u64,
     max_connections: usize,
     max_pipelined_transfers: usize,
     max_unaccepted_transfers: usize,
@@ -141,6 +146,7 @@ impl Default for Raw {
             transfer_mru: session.transfer_mru,
             respect_peer_transfer_mru: true,
             contact_timeout_secs: session.contact_timeout_ms / 1000,
+            transfer_timeout_secs: session.transfer_timeout_ms / 1000,
             max_connections: 256,
             max_pipelined_transfers: 8,
             max_unaccepted_transfers: 64,
@@ -202,6 +208,7 @@ impl Settings {
             ("transfer_mru", raw.transfer_mru, MAX_TRANSFER_MRU),
             ("threads", raw.threads as u64, 64),
             ("contact_timeout_secs", raw.contact_timeout_secs, 3600),
+            ("transfer_timeout_secs", raw.transfer_timeout_secs, 86_400),
             ("discovery.interval_secs", raw.discovery.interval_secs, 86_400),
         ] {
             if value > max {
@@ -218,6 +225,7 @@ impl Settings {
             transfer_mru: raw.transfer_mru,
             respect_peer_transfer_mru: raw.respect_peer_transfer_mru,
             contact_timeout_secs: raw.contact_timeout_secs,
+            transfer_timeout_secs: raw.transfer_timeout_secs,
             max_connections: raw.max_connections,
             max_pipelined_transfers: raw.max_pipelined_transfers,
             max_unaccepted_transfers: raw.max_unaccepted_transfers,
@@ -239,6 +247,7 @@ impl Settings {
         c.transfer_mru = self.transfer_mru;
         c.respect_peer_transfer_mru = self.respect_peer_transfer_mru;
         c.contact_timeout_ms = self.contact_timeout_secs.saturating_mul(1000);
+        c.transfer_timeout_ms = self.transfer_timeout_secs.saturating_mul(1000);
         c.max_pipelined_transfers = self.max_pipelined_transfers;
         c.max_unaccepted_transfers = self.max_unaccepted_transfers;
         c.transmit_batch = 256 * 1024;
@@ -420,6 +429,7 @@ mod tests {
         assert_eq!(s.listen, vec!["0.0.0.0:4556".parse::<SocketAddr>().unwrap()]);
         assert!(s.mtcp_listen.is_empty() && s.stcp_listen.is_empty() && s.peers.is_empty());
         assert_eq!(s.keepalive_secs, 30);
+        assert_eq!(s.transfer_timeout_secs, 60);
         assert!(s.respect_peer_transfer_mru);
         assert!(!s.discovery.enabled);
         assert_eq!(s.discovery.beacon_addr, "224.0.0.26:3003".parse::<SocketAddr>().unwrap());
@@ -435,6 +445,7 @@ mod tests {
             mtcp_listen = ["127.0.0.1:16162"]
             peers = ["tcpcl://127.0.0.1:4558", "mtcp://example.org/dtn://b/", "stcp://[::1]:9/ipn:5.0"]
             keepalive_secs = 0
+            transfer_timeout_secs = 0
             respect_peer_transfer_mru = false
             [discovery]
             enabled = true
@@ -444,6 +455,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.listen.len(), 2);
         assert_eq!(s.keepalive_secs, 0);
+        assert_eq!(s.session_config("dtn://n/", true).transfer_timeout_ms, 0);
         assert!(!s.respect_peer_transfer_mru);
         assert_eq!(s.peers[1].port, 16162);
         assert_eq!(s.peers[1].node_id.as_deref(), Some("dtn://b/"));

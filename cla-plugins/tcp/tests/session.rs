@@ -848,6 +848,88 @@ fn idle_timeout_terminates_the_session() {
     assert_eq!(pair.a.poll_timeout(), None);
 }
 
+/// A peer that keeps the session alive with keepalives but never acknowledges
+/// our transfer: the transfer timeout ends the session, and the transfer fails
+/// (the node sends the bundle again later) instead of waiting forever.
+#[test]
+fn a_peer_that_never_acks_is_timed_out_although_it_sends_keepalives() {
+    let mut cfg = config("dtn://a/", true);
+    cfg.transfer_timeout_ms = 60_000;
+    cfg.termination_timeout_ms = 5_000;
+    let mut raw = Raw::active(cfg, 1000, 1 << 20);
+    raw.now = 1_000;
+    let id = raw.s.send_bundle(bundle(2500, 9)).unwrap();
+    let segs = raw.take_msgs();
+    assert_eq!(count(&segs, |m| matches!(m, Msg::Seg { .. })), 3);
+    // The first segment is acknowledged at 30 s, then only keepalives come.
+    raw.now = 30_000;
+    raw.feed(&ack(SegmentFlags::START, id.0, 1000));
+    for t in (40_000..=89_000).step_by(10_000) {
+        raw.now = t;
+        raw.feed(&encode(&Message::Keepalive));
+        raw.s.handle_timeout(t);
+        assert!(raw.s.is_established(), "timed out early at {t} ms");
+    }
+    assert_eq!(raw.s.poll_timeout(), Some(90_000));
+    raw.now = 90_000;
+    raw.s.handle_timeout(90_000);
+    let events = raw.take_events();
+    let err = SessionError::AckTimeout { transfer_id: id.0, waited_ms: 60_000 };
+    assert!(events.contains(&Event::ProtocolError(err)), "{events:?}");
+    assert!(events.contains(&Event::Terminated { reason: SessTermReason::IdleTimeout, by_peer: false }));
+    assert!(raw.take_msgs().contains(&Msg::Term { flags: 0, reason: SessTermReason::IdleTimeout }));
+    // No reply and no ack: the termination timeout closes, the transfer fails.
+    raw.now = 95_000;
+    raw.s.handle_timeout(95_000);
+    let events = raw.take_events();
+    assert!(events.contains(&Event::TransferFailed { transfer_id: id, reason: FailReason::SessionClosed }));
+    assert!(raw.s.is_closed());
+}
+
+/// A peer that starts a transfer and stops sending its segments, while
+/// keeping the session alive, is cut off after the transfer timeout.
+#[test]
+fn a_peer_that_stalls_mid_transfer_is_timed_out() {
+    let mut cfg = config("dtn://b/", false);
+    cfg.transfer_timeout_ms = 20_000;
+    let mut raw = Raw::passive(cfg, 1000, 1 << 20);
+    assert_eq!(raw.s.poll_timeout(), Some(30_000), "no transfer: only the keepalive deadline");
+    raw.now = 5_000;
+    raw.feed(&segment(SegmentFlags::START, 7, &[], &[1; 500]));
+    assert_eq!(raw.take_msgs(), [Msg::Ack { flags: 0x02, id: 7, len: 500 }]);
+    assert_eq!(raw.s.poll_timeout(), Some(25_000));
+    raw.now = 20_000;
+    raw.feed(&segment(SegmentFlags::EMPTY, 7, &[], &[2; 500]));
+    raw.now = 39_999;
+    raw.feed(&encode(&Message::Keepalive));
+    raw.s.handle_timeout(39_999);
+    assert!(raw.s.is_established());
+    raw.now = 40_000;
+    raw.s.handle_timeout(40_000);
+    let events = raw.take_events();
+    let err = SessionError::TransferStalled { transfer_id: 7, waited_ms: 20_000 };
+    assert!(events.contains(&Event::ProtocolError(err)), "{events:?}");
+    assert_eq!(raw.s.phase(), Phase::Ending);
+    assert!(!events.iter().any(|e| matches!(e, Event::BundleReceived { .. })));
+}
+
+/// A transfer timeout of 0 turns the check off.
+#[test]
+fn transfer_timeout_zero_waits_for_the_idle_timeout_only() {
+    let mut cfg = config("dtn://a/", true);
+    cfg.transfer_timeout_ms = 0;
+    let mut raw = Raw::active(cfg, 1000, 1 << 20);
+    raw.s.send_bundle(bundle(100, 1)).unwrap();
+    raw.take_out();
+    for t in (10_000..=600_000).step_by(10_000) {
+        raw.now = t;
+        raw.feed(&encode(&Message::Keepalive));
+        raw.s.handle_timeout(t);
+    }
+    assert!(raw.s.is_established());
+    assert_eq!(raw.s.pending_transfers(), 1);
+}
+
 #[test]
 fn contact_timeout_closes_a_silent_connection() {
     let mut s = Session::new(Config::new("dtn://b/", false), 1000).unwrap();

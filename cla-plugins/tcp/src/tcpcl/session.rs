@@ -69,6 +69,12 @@ pub struct Config {
     /// Time allowed in the Ending phase before the connection is closed
     /// regardless (§6.1).
     pub termination_timeout_ms: u64,
+    /// A transfer that makes no progress for this long ends the session with
+    /// SESS_TERM "idle timeout": one of ours that the peer stopped
+    /// acknowledging, or one of the peer's whose next segment never came.
+    /// Keepalives alone do not count, so a peer that keeps the session alive
+    /// but stalls mid-transfer does not hold the bundle forever. 0 = never.
+    pub transfer_timeout_ms: u64,
     /// Never send a bundle larger than the peer's transfer MRU (§4.7). dtn7-rs
     /// 0.21 advertises 64000 octets but accepts more; clear this to send it
     /// larger bundles anyway.
@@ -104,6 +110,7 @@ impl Config {
             max_node_id_len: 1024,
             contact_timeout_ms: 30_000,
             termination_timeout_ms: 30_000,
+            transfer_timeout_ms: 60_000,
             respect_peer_transfer_mru: true,
             send_transfer_length: true,
             max_pipelined_transfers: 4,
@@ -354,6 +361,24 @@ pub enum SessionError {
     /// Nothing received for twice the keepalive interval (§5.1.1).
     #[error("nothing received for twice the keepalive interval")]
     IdleTimeout,
+    /// The peer did not acknowledge any of our transfer for
+    /// [`Config::transfer_timeout_ms`].
+    #[error("transfer {transfer_id}: no acknowledgement from the peer for {waited_ms} ms")]
+    AckTimeout {
+        /// Our oldest unacknowledged transfer.
+        transfer_id: u64,
+        /// How long we waited.
+        waited_ms: u64,
+    },
+    /// The peer started a transfer and sent no further segment of it for
+    /// [`Config::transfer_timeout_ms`].
+    #[error("transfer {transfer_id}: peer stalled mid-transfer for {waited_ms} ms")]
+    TransferStalled {
+        /// The peer's transfer.
+        transfer_id: u64,
+        /// How long we waited.
+        waited_ms: u64,
+    },
     /// The Ending phase lasted longer than the termination timeout.
     #[error("session termination timed out")]
     TerminationTimeout,
@@ -433,6 +458,11 @@ pub struct Session {
     last_rx: u64,
     last_tx: u64,
     ending_since: u64,
+    /// When the peer last acknowledged (or refused) one of our transfers, or
+    /// when we started waiting for it to.
+    tx_progress: u64,
+    /// When the current incoming transfer last received a segment.
+    rx_progress: u64,
     negotiated: Option<Negotiated>,
     rx_buf: Vec<u8>,
     control: Vec<u8>,
@@ -462,6 +492,8 @@ impl Session {
             last_rx: now,
             last_tx: now,
             ending_since: now,
+            tx_progress: now,
+            rx_progress: now,
             negotiated: None,
             rx_buf: Vec::new(),
             control: Vec::new(),
@@ -581,6 +613,9 @@ impl Session {
                     self.protocol_error(SessionError::TerminationTimeout);
                     self.finish();
                     return;
+                }
+                if self.phase == Phase::Established {
+                    self.check_transfer_progress(now);
                 }
                 let keepalive_ms = self.keepalive_ms();
                 if keepalive_ms == 0 {
@@ -724,6 +759,11 @@ impl Session {
         } else {
             out.append(&mut self.control);
         }
+        // The peer's clock for acknowledging starts when the first segment
+        // goes out after a time with nothing awaiting its acks.
+        if !self.awaiting_peer() {
+            self.tx_progress = now;
+        }
         // A `max_len` of 0 is taken as 1, so output always makes progress.
         self.fill_segments(out, start.saturating_add(max_len.max(1)));
         let n = out.len() - start;
@@ -759,6 +799,8 @@ impl Session {
                 }
                 if self.phase == Phase::Ending {
                     consider(self.ending_since.saturating_add(self.config.termination_timeout_ms));
+                } else if let Some(t) = self.transfer_deadline() {
+                    consider(t);
                 }
                 deadline
             }
@@ -766,6 +808,41 @@ impl Session {
     }
 
     // ----- internals -----------------------------------------------------
+
+    /// When the transfer that waits longest for the peer times out, if one waits.
+    fn transfer_deadline(&self) -> Option<u64> {
+        let timeout = self.config.transfer_timeout_ms;
+        if timeout == 0 || self.term_sent {
+            return None;
+        }
+        let tx = self.awaiting_peer().then(|| self.tx_progress.saturating_add(timeout));
+        let rx = self.incoming.as_ref().map(|_| self.rx_progress.saturating_add(timeout));
+        tx.into_iter().chain(rx).min()
+    }
+
+    /// Whether one of our transfers has segments out that the peer has not
+    /// fully acknowledged.
+    fn awaiting_peer(&self) -> bool {
+        self.outgoing.front().is_some_and(|o| o.started)
+    }
+
+    /// Ends the session when a transfer stopped making progress.
+    fn check_transfer_progress(&mut self, now: u64) {
+        let timeout = self.config.transfer_timeout_ms;
+        if timeout == 0 || self.term_sent {
+            return;
+        }
+        if self.awaiting_peer() && now >= self.tx_progress.saturating_add(timeout) {
+            let transfer_id = self.outgoing.front().map_or(0, |o| o.id);
+            let waited_ms = now - self.tx_progress;
+            self.protocol_error(SessionError::AckTimeout { transfer_id, waited_ms });
+            self.terminate(now, SessTermReason::IdleTimeout);
+        } else if let Some(inc) = self.incoming.as_ref().filter(|_| now >= self.rx_progress.saturating_add(timeout)) {
+            let err = SessionError::TransferStalled { transfer_id: inc.id, waited_ms: now - self.rx_progress };
+            self.protocol_error(err);
+            self.terminate(now, SessTermReason::IdleTimeout);
+        }
+    }
 
     fn contact_deadline(&self) -> u64 {
         self.created.saturating_add(self.config.contact_timeout_ms)
@@ -912,9 +989,18 @@ impl Session {
                 rejected_header: reject.rejected_header,
             }),
             (Phase::SessInit, Message::SessInit(init)) => self.on_sess_init(now, init),
-            (Phase::Established | Phase::Ending, Message::XferSegment(seg)) => self.on_segment(seg),
-            (Phase::Established | Phase::Ending, Message::XferAck(ack)) => self.on_ack(ack),
-            (Phase::Established | Phase::Ending, Message::XferRefuse(refuse)) => self.on_refuse(refuse),
+            (Phase::Established | Phase::Ending, Message::XferSegment(seg)) => {
+                self.rx_progress = now;
+                self.on_segment(seg);
+            }
+            (Phase::Established | Phase::Ending, Message::XferAck(ack)) => {
+                self.tx_progress = now;
+                self.on_ack(ack);
+            }
+            (Phase::Established | Phase::Ending, Message::XferRefuse(refuse)) => {
+                self.tx_progress = now;
+                self.on_refuse(refuse);
+            }
             // §5.1.2: e.g. SESS_INIT once established, or a transfer message
             // before SESS_INIT: "Message Unexpected".
             (phase, other) => {
