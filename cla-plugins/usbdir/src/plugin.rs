@@ -1,0 +1,813 @@
+//! The plugin: [`UsbDir`] implements [`ferry_cla_abi::Cla`] over folders.
+//!
+//! # Threads and ownership
+//! `create` parses the settings and touches no file. `start` opens the
+//! taken-bundle record and starts one worker thread, which owns everything
+//! about the folders (their presence, mailboxes, the [`Inbox`] of each, the
+//! tokens handed to the host) and does all reading, syncing and renaming.
+//! The host's threads share only `Shared::queue` with it (one mutex, never
+//! held across a host callback or a file operation):
+//!
+//! - `transmit` writes the bundle to a `.part` file in the calling thread
+//!   (the bytes go straight from the host's buffer to the page cache; no copy
+//!   is kept) and queues it; the worker makes every queued file durable at
+//!   once (`syncfs`), renames them, syncs again, and only then reports
+//!   `Sent`. A file that could not be written, synced or renamed is reported
+//!   `Failed`, so the node sends it again later; nothing is lost when a stick
+//!   is pulled mid-write.
+//! - `verdict` queues the host's verdict; the worker records taken bundles
+//!   (synced) and only then removes their files.
+//! - `connect` queues a folder (and, for `ferry usb sync`, a progress
+//!   request) and wakes the worker.
+//!
+//! Every accepted `transmit` ends in exactly one `transmit_done`: at `stop`
+//! the queued ones are reported `Failed`.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ffi::CStr;
+use std::fs::File;
+use std::io::Write as _;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use ferry_cla_abi::{Cla, FerryClaDescriptor, Host, Outcome, PeerUp, Verdict};
+use ferry_core::bundle::BundleId;
+
+use crate::inbox::{verify, Entry, FileSig, Inbox, Room, Unusable};
+use crate::name::{self, FileKind};
+use crate::settings::{Announce, Settings};
+use crate::sync::{SyncStatus, SYNC_STATUS_FILE};
+use crate::taken::Taken;
+
+/// The descriptor of this plugin, for [`ferry_cla_abi::host::Plugin::in_process`].
+pub static DESCRIPTOR: FerryClaDescriptor = ferry_cla_abi::plugin::descriptor::<UsbDir>();
+
+/// Most files handed to the host and waiting for a verdict, per folder.
+const ROOM_FILES: usize = 1024;
+/// Most bytes handed to the host and waiting for a verdict, per folder (one
+/// file larger than this still goes, alone).
+const ROOM_BYTES: u64 = 128 << 20;
+/// Polls without any movement before a sync request counts as done.
+const QUIET_POLLS: u32 = 2;
+
+/// The USB-folder convergence-layer plugin. See the [crate documentation](crate).
+pub struct UsbDir {
+    shared: Arc<Shared>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Shared {
+    host: Host,
+    settings: Settings,
+    /// This node's ID and its folder name.
+    me: String,
+    me_dir: String,
+    state_file: PathBuf,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    next_part: AtomicU64,
+}
+
+/// What the host's threads and the worker share.
+#[derive(Default)]
+struct Queue {
+    stopping: bool,
+    /// Files written by `transmit`, waiting to be made durable.
+    writes: Vec<Write>,
+    /// Host verdicts by token.
+    verdicts: Vec<(u64, Verdict)>,
+    /// Folders asked for by `connect`, with a sync request's nonce.
+    requests: Vec<(PathBuf, Option<String>)>,
+    /// Announced peers: handle -> (folder, mailbox folder name).
+    peers: HashMap<u64, (PathBuf, String)>,
+    /// Bundles this run wrote and renamed: (folder, mailbox, bundle ID).
+    written: HashSet<(PathBuf, String, String)>,
+    /// Writes being made durable right now, per folder.
+    flushing: HashMap<PathBuf, usize>,
+}
+
+/// A bundle written to a `.part` file, to be synced and renamed.
+struct Write {
+    transmit: u64,
+    root: PathBuf,
+    part: PathBuf,
+    dest: PathBuf,
+    mailbox: String,
+    id: String,
+}
+
+/// A file handed to the host, waiting for its verdict.
+struct Handed {
+    root: PathBuf,
+    entry: Entry,
+    id: BundleId,
+    expires_unix_ms: u64,
+}
+
+/// One watched folder, as the worker sees it.
+struct Root {
+    path: PathBuf,
+    /// From the settings (kept when it disappears) or from `connect`
+    /// (dropped when it disappears).
+    configured: bool,
+    present: bool,
+    /// Announced mailboxes: folder name -> peer handle.
+    mailboxes: HashMap<String, u64>,
+    inbox: Inbox,
+    /// Problems already logged (logged again only once they went away and came back).
+    troubles: BTreeSet<String>,
+    sync: Option<SyncProgress>,
+}
+
+struct SyncProgress {
+    nonce: String,
+    status: SyncStatus,
+    quiet: u32,
+    /// Bundles written or taken since the last poll.
+    moved: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The default record of taken bundles: `$XDG_DATA_HOME/ferry/usbdir/<node>.taken`.
+fn default_state_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("ferry/usbdir");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/lib"));
+    home.join(".local/share/ferry/usbdir")
+}
+
+/// `syncfs(2)` on the filesystem holding `dir`: every dirty page and inode on
+/// it reaches the device, in one call however many files were written.
+fn sync_filesystem(dir: &Path) -> std::io::Result<()> {
+    let f = File::open(dir)?;
+    // SAFETY: syncfs on a descriptor we own for the duration of the call.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Parses a `connect` address: `usbdir:PATH`, or `usbdir-sync:NONCE:PATH`
+/// for a sync request whose progress goes to the folder's status file.
+pub fn parse_address(address: &str) -> Result<(PathBuf, Option<String>), String> {
+    let (path, nonce) = if let Some(rest) = address.strip_prefix("usbdir-sync:") {
+        let (nonce, path) = rest.split_once(':').ok_or_else(|| format!("`{address}`: expected usbdir-sync:NONCE:PATH"))?;
+        if nonce.is_empty() || !nonce.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(format!("`{address}`: the sync nonce must be letters and digits"));
+        }
+        (path, Some(nonce.to_owned()))
+    } else if let Some(path) = address.strip_prefix("usbdir:") {
+        (path, None)
+    } else {
+        return Err(format!("the usbdir plugin takes usbdir:/PATH addresses, not `{address}`"));
+    };
+    let path = PathBuf::from(path);
+    if !path.is_absolute() {
+        return Err(format!("`{address}`: the folder must be an absolute path"));
+    }
+    Ok((path, nonce))
+}
+
+impl Cla for UsbDir {
+    const NAME: &'static CStr = c"usbdir";
+    const VERSION: &'static CStr = c"0.1.0";
+
+    fn create(config: &str, host: Host) -> Result<Self, String> {
+        let settings = Settings::parse(config).map_err(|e| e.to_string())?;
+        let me = host.node_id().to_owned();
+        let me_dir = name::encode_node(&me).map_err(|e| format!("usbdir plugin: {e}"))?;
+        let state_file =
+            settings.state_dir.clone().unwrap_or_else(default_state_dir).join(format!("{me_dir}.taken"));
+        Ok(UsbDir {
+            shared: Arc::new(Shared {
+                host,
+                settings,
+                me,
+                me_dir,
+                state_file,
+                queue: Mutex::new(Queue::default()),
+                wake: Condvar::new(),
+                next_part: AtomicU64::new(1),
+            }),
+            worker: Mutex::new(None),
+        })
+    }
+
+    fn start(&self) -> Result<(), String> {
+        let taken = Taken::open(&self.shared.state_file, now_unix_ms()).map_err(|e| {
+            format!("usbdir plugin: cannot open the record of taken bundles {}: {e}", self.shared.state_file.display())
+        })?;
+        let shared = Arc::clone(&self.shared);
+        let worker = std::thread::Builder::new()
+            .name("ferry-usbdir".into())
+            .spawn(move || Worker::new(shared, taken).run())
+            .map_err(|e| format!("usbdir plugin: cannot start its thread: {e}"))?;
+        *lock(&self.worker) = Some(worker);
+        Ok(())
+    }
+
+    fn transmit(&self, peer: u64, transmit: u64, bundle: &[u8]) -> Result<(), String> {
+        self.shared.write_part(peer, transmit, bundle)
+    }
+
+    fn verdict(&self, token: u64, verdict: Verdict) {
+        lock(&self.shared.queue).verdicts.push((token, verdict));
+        self.shared.wake.notify_one();
+    }
+
+    fn connect(&self, address: &str) -> Result<(), String> {
+        let (path, nonce) = parse_address(address)?;
+        let mut q = lock(&self.shared.queue);
+        if q.stopping {
+            return Err("the usbdir plugin is stopping".into());
+        }
+        q.requests.push((path, nonce));
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    fn stop(&self) {
+        lock(&self.shared.queue).stopping = true;
+        self.shared.wake.notify_one();
+        if let Some(w) = lock(&self.worker).take() {
+            let _ = w.join();
+        }
+        // Writes queued after the worker's last look.
+        let left = std::mem::take(&mut lock(&self.shared.queue).writes);
+        for w in left {
+            let _ = std::fs::remove_file(&w.part);
+            self.shared.host.transmit_done(w.transmit, Outcome::Failed);
+        }
+    }
+}
+
+impl Shared {
+    /// `transmit`: the bundle goes to `<folder>/<to>/<me>/<sha256>.<n>.part`
+    /// now; the worker syncs and renames it.
+    fn write_part(&self, peer: u64, transmit: u64, bundle: &[u8]) -> Result<(), String> {
+        let (root, mailbox) = {
+            let q = lock(&self.queue);
+            if q.stopping {
+                return Err("the usbdir plugin is stopping".into());
+            }
+            q.peers.get(&peer).cloned().ok_or_else(|| format!("no folder is up for peer {peer}"))?
+        };
+        let id = ferry_core::node::decode_stored(bundle)
+            .map_err(|e| format!("not a bundle, not written: {e}"))?
+            .id()
+            .to_string();
+        let key = (root.clone(), mailbox.clone(), id.clone());
+        let hash = name::content_hash(bundle);
+        let dir = root.join(&mailbox).join(&self.me_dir);
+        let dest = dir.join(name::bundle_file(&hash));
+        let already = lock(&self.queue).written.contains(&key)
+            || std::fs::metadata(&dest).is_ok_and(|m| m.len() == bundle.len() as u64);
+        if already {
+            // The same bundle is on the stick already: never written twice.
+            self.host.transmit_done(transmit, Outcome::Sent);
+            return Ok(());
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let part = dir.join(name::part_file(&hash, self.next_part.fetch_add(1, Ordering::Relaxed)));
+        let written = File::create(&part).and_then(|mut f| f.write_all(bundle));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&part);
+            return Err(format!("cannot write {}: {e}", part.display()));
+        }
+        let mut q = lock(&self.queue);
+        if q.stopping {
+            drop(q);
+            let _ = std::fs::remove_file(&part);
+            return Err("the usbdir plugin is stopping".into());
+        }
+        q.writes.push(Write { transmit, root, part, dest, mailbox, id });
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+/// The worker thread's state.
+struct Worker {
+    shared: Arc<Shared>,
+    taken: Taken,
+    roots: Vec<Root>,
+    tokens: HashMap<u64, Handed>,
+    next_token: u64,
+    next_peer: u64,
+}
+
+impl Worker {
+    fn new(shared: Arc<Shared>, taken: Taken) -> Worker {
+        let configured = Root::new(shared.settings.path.clone(), true);
+        Worker { shared, taken, roots: vec![configured], tokens: HashMap::new(), next_token: 1, next_peer: 1 }
+    }
+
+    fn host(&self) -> &Host {
+        &self.shared.host
+    }
+
+    fn run(mut self) {
+        self.host().info(&format!(
+            "{}: watching {} every {:?}; its mailbox there is {}/, taken bundles are recorded in {}",
+            self.shared.me,
+            self.shared.settings.path.display(),
+            self.shared.settings.poll_interval,
+            self.shared.me_dir,
+            self.taken.path().display()
+        ));
+        let interval = self.shared.settings.poll_interval;
+        let mut next_poll = Instant::now();
+        loop {
+            let (writes, verdicts, requests, poll) = {
+                let mut q = lock(&self.shared.queue);
+                loop {
+                    let due = Instant::now() >= next_poll;
+                    if q.stopping || due || !q.writes.is_empty() || !q.verdicts.is_empty() || !q.requests.is_empty() {
+                        break;
+                    }
+                    let wait = next_poll.saturating_duration_since(Instant::now());
+                    q = self.shared.wake.wait_timeout(q, wait).unwrap_or_else(|e| e.into_inner()).0;
+                }
+                if q.stopping {
+                    break;
+                }
+                let writes = std::mem::take(&mut q.writes);
+                for w in &writes {
+                    *q.flushing.entry(w.root.clone()).or_default() += 1;
+                }
+                let requests = std::mem::take(&mut q.requests);
+                let poll = Instant::now() >= next_poll || !requests.is_empty();
+                (writes, std::mem::take(&mut q.verdicts), requests, poll)
+            };
+            if !writes.is_empty() {
+                self.flush(writes);
+            }
+            let mut again = false;
+            if !verdicts.is_empty() {
+                again = self.settle(verdicts);
+            }
+            for (path, nonce) in requests {
+                self.request(path, nonce);
+            }
+            if poll || again {
+                self.poll();
+                next_poll = Instant::now() + interval;
+            }
+        }
+        // Stopping: peers go down with the plugin; queued writes fail in `stop`.
+        for root in &mut self.roots {
+            root.mailboxes.clear();
+        }
+    }
+
+    /// Makes a batch of written `.part` files durable, renames them, makes
+    /// the renames durable, then reports each transmission.
+    fn flush(&mut self, writes: Vec<Write>) {
+        let mut by_root: HashMap<PathBuf, Vec<Write>> = HashMap::new();
+        for w in writes {
+            by_root.entry(w.root.clone()).or_default().push(w);
+        }
+        for (root, batch) in by_root {
+            let n = batch.len();
+            let outcome = self.flush_root(&root, batch);
+            let mut q = lock(&self.shared.queue);
+            if let Some(f) = q.flushing.get_mut(&root) {
+                *f = f.saturating_sub(n);
+            }
+            let mut sent = vec![];
+            for (w, ok) in outcome {
+                if ok {
+                    q.written.insert((w.root.clone(), w.mailbox.clone(), w.id.clone()));
+                }
+                sent.push((w.transmit, ok));
+            }
+            drop(q);
+            let written = sent.iter().filter(|(_, ok)| *ok).count() as u64;
+            if let Some(r) = self.roots.iter_mut().find(|r| r.path == root) {
+                if let Some(s) = &mut r.sync {
+                    s.status.written += written;
+                    s.moved = true;
+                }
+            }
+            for (t, ok) in sent {
+                self.host().transmit_done(t, if ok { Outcome::Sent } else { Outcome::Failed });
+            }
+        }
+    }
+
+    fn flush_root(&mut self, root: &Path, batch: Vec<Write>) -> Vec<(Write, bool)> {
+        if let Err(e) = sync_filesystem(root) {
+            self.host().warn(&format!(
+                "{}: syncing {} new bundle files failed ({e}); the node sends them again later",
+                root.display(),
+                batch.len()
+            ));
+            for w in &batch {
+                let _ = std::fs::remove_file(&w.part);
+            }
+            return batch.into_iter().map(|w| (w, false)).collect();
+        }
+        let mut out = Vec::with_capacity(batch.len());
+        for w in batch {
+            match std::fs::rename(&w.part, &w.dest) {
+                Ok(()) => out.push((w, true)),
+                Err(e) => {
+                    self.host().warn(&format!("{}: rename failed ({e}); sent again later", w.part.display()));
+                    let _ = std::fs::remove_file(&w.part);
+                    out.push((w, false));
+                }
+            }
+        }
+        if out.iter().any(|(_, ok)| *ok) {
+            if let Err(e) = sync_filesystem(root) {
+                self.host().warn(&format!("{}: syncing renamed bundle files failed ({e}); sent again later", root.display()));
+                for (_, ok) in &mut out {
+                    *ok = false;
+                }
+            }
+        }
+        out
+    }
+
+    /// Host verdicts: taken bundles are recorded (synced), then their files
+    /// removed. Returns whether files wait for room (poll again now).
+    fn settle(&mut self, verdicts: Vec<(u64, Verdict)>) -> bool {
+        let mut taken = vec![];
+        for (token, verdict) in verdicts {
+            let Some(h) = self.tokens.remove(&token) else { continue };
+            let Some(root) = self.roots.iter_mut().find(|r| r.path == h.root) else { continue };
+            root.inbox.settled(&h.entry.path);
+            match verdict {
+                Verdict::Accepted | Verdict::Duplicate => taken.push(h),
+                Verdict::Invalid => {
+                    if root.inbox.unusable(&h.entry) {
+                        let msg = format!("{}: {}", h.entry.path.display(), Unusable::Refused);
+                        self.shared.host.warn(&msg);
+                    }
+                    if let Some(s) = &mut root.sync {
+                        s.status.bad += 1;
+                    }
+                }
+                // Tried again at the next poll.
+                Verdict::NoResources => {}
+            }
+        }
+        if taken.is_empty() {
+            return false;
+        }
+        let ids: Vec<(String, u64)> = taken.iter().map(|h| (h.id.to_string(), h.expires_unix_ms)).collect();
+        if let Err(e) = self.taken.record(&ids) {
+            self.host().error(&format!(
+                "cannot record taken bundles in {} ({e}); their files stay on the folder",
+                self.taken.path().display()
+            ));
+            return false;
+        }
+        for h in taken {
+            self.remove_taken(&h.root, &h.entry.path);
+        }
+        true
+    }
+
+    fn remove_taken(&mut self, root: &Path, path: &Path) {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            // The stick was pulled: the file stays, and is recognised next time.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => self.host().warn(&format!("{}: taken, but cannot be removed: {e}", path.display())),
+        }
+        if let Some(r) = self.roots.iter_mut().find(|r| r.path == root) {
+            if let Some(s) = &mut r.sync {
+                s.status.taken += 1;
+                s.moved = true;
+            }
+        }
+    }
+
+    /// `connect`: watch a folder (a sync request also gets a status file).
+    fn request(&mut self, path: PathBuf, nonce: Option<String>) {
+        let i = match self.roots.iter().position(|r| r.path == path) {
+            Some(i) => i,
+            None => {
+                self.host().info(&format!("watching {} as asked", path.display()));
+                self.roots.push(Root::new(path, false));
+                self.roots.len() - 1
+            }
+        };
+        if let Some(nonce) = nonce {
+            let status = SyncStatus { nonce: nonce.clone(), ..SyncStatus::default() };
+            self.roots[i].sync = Some(SyncProgress { nonce, status, quiet: 0, moved: true });
+        }
+    }
+
+    /// Looks at every folder: appeared, gone, new mailboxes, new files.
+    fn poll(&mut self) {
+        let mut i = 0;
+        while i < self.roots.len() {
+            let keep = self.poll_root(i);
+            if keep {
+                i += 1;
+            } else {
+                let r = self.roots.remove(i);
+                self.host().info(&format!("{} is gone; no longer watched", r.path.display()));
+            }
+        }
+    }
+
+    /// Returns false when an asked-for folder is gone for good.
+    fn poll_root(&mut self, i: usize) -> bool {
+        let path = self.roots[i].path.clone();
+        let is_dir = std::fs::metadata(&path).map(|m| m.is_dir());
+        let present = matches!(is_dir, Ok(true));
+        if !present {
+            if self.roots[i].present {
+                self.host().info(&format!("{} disappeared: its peers are down", path.display()));
+                self.folder_gone(i);
+            }
+            if let Ok(false) = is_dir {
+                self.trouble(i, format!("{} is not a folder; nothing is read or written there", path.display()));
+            }
+            if let Some(s) = &mut self.roots[i].sync {
+                s.status.error = Some(format!("{} is not there", path.display()));
+                s.status.done = true;
+            }
+            return self.roots[i].configured;
+        }
+        if !self.roots[i].present {
+            self.roots[i].present = true;
+            self.roots[i].troubles.clear();
+            self.host().info(&format!("{} appeared", path.display()));
+        }
+        self.announce(i);
+        let scanned = self.scan(i);
+        self.report_sync(i, scanned);
+        true
+    }
+
+    /// Logs a problem with a folder once (until it goes away).
+    fn trouble(&mut self, i: usize, msg: String) {
+        if self.roots[i].troubles.insert(msg.clone()) {
+            self.shared.host.warn(&msg);
+        }
+    }
+
+    fn folder_gone(&mut self, i: usize) {
+        let root = &mut self.roots[i];
+        root.present = false;
+        root.troubles.clear();
+        let handles: Vec<u64> = root.mailboxes.drain().map(|(_, h)| h).collect();
+        {
+            let mut q = lock(&self.shared.queue);
+            for h in &handles {
+                q.peers.remove(h);
+            }
+            q.written.retain(|(r, _, _)| r != &root.path);
+        }
+        for h in handles {
+            self.shared.host.peer_down(h);
+        }
+    }
+
+    /// Announces each mailbox on the folder (and each listed node) as a
+    /// peer; mailboxes that vanished go down.
+    fn announce(&mut self, i: usize) {
+        let path = self.roots[i].path.clone();
+        let me = self.shared.me_dir.clone();
+        if let Err(e) = std::fs::create_dir_all(path.join(&me)) {
+            self.trouble(i, format!("{}: cannot create this node's mailbox {me}/: {e}", path.display()));
+        }
+        let mut want: HashMap<String, String> = HashMap::new();
+        for n in &self.shared.settings.nodes {
+            if let Ok(d) = name::encode_node(n) {
+                want.insert(d, n.clone());
+            }
+        }
+        match std::fs::read_dir(&path) {
+            Ok(entries) => {
+                if self.shared.settings.announce == Announce::All {
+                    for e in entries.flatten() {
+                        let Ok(dir) = e.file_name().into_string() else { continue };
+                        if e.file_type().is_ok_and(|t| t.is_dir()) {
+                            if let Some(node) = name::decode_node(&dir) {
+                                want.insert(dir, node);
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                self.trouble(i, format!("cannot read folder {}: {e}; nothing is read or written there", path.display()));
+                return;
+            }
+        }
+        want.remove(&me);
+        let gone: Vec<(String, u64)> =
+            self.roots[i].mailboxes.iter().filter(|(d, _)| !want.contains_key(*d)).map(|(d, h)| (d.clone(), *h)).collect();
+        for (d, h) in gone {
+            self.roots[i].mailboxes.remove(&d);
+            lock(&self.shared.queue).peers.remove(&h);
+            self.shared.host.peer_down(h);
+        }
+        let mut new: Vec<(String, String)> =
+            want.into_iter().filter(|(d, _)| !self.roots[i].mailboxes.contains_key(d)).collect();
+        new.sort();
+        for (dir, node) in new {
+            let h = self.next_peer;
+            self.next_peer += 1;
+            self.roots[i].mailboxes.insert(dir.clone(), h);
+            lock(&self.shared.queue).peers.insert(h, (path.clone(), dir.clone()));
+            let address = format!("usbdir:{}", path.join(&dir).display());
+            self.shared.host.peer_up(h, &PeerUp { node_id: &node, address: &address, mtu: None, rate_bps: None });
+        }
+    }
+
+    /// Lists this node's mailbox on folder `i`, reads what the inbox plans,
+    /// and hands verified bundles to the host. Returns how many files still
+    /// wait (not yet read, or with the host), or `None` if the mailbox could
+    /// not be read.
+    fn scan(&mut self, i: usize) -> Option<usize> {
+        let path = self.roots[i].path.clone();
+        let mailbox = path.join(&self.shared.me_dir);
+        let listing = match list_mailbox(&mailbox) {
+            Ok((listing, errors)) => {
+                for e in errors {
+                    self.trouble(i, e);
+                }
+                listing
+            }
+            Err(e) => {
+                self.trouble(i, format!("cannot read this node's mailbox {}: {e}; nothing is taken from it", mailbox.display()));
+                return None;
+            }
+        };
+        let room = Room { files: ROOM_FILES, bytes: ROOM_BYTES };
+        let max = self.shared.settings.max_bundle_size;
+        let plan = self.roots[i].inbox.plan(listing, max, room);
+        for (e, why) in &plan.report {
+            self.shared.host.warn(&format!("{}: {why}", e.path.display()));
+            if let Some(s) = &mut self.roots[i].sync {
+                s.status.bad += 1;
+            }
+        }
+        let now = now_unix_ms();
+        for e in plan.read {
+            let FileKind::Bundle { hash } = name::classify(&e.name) else { continue };
+            let checked = match std::fs::read(&e.path) {
+                Ok(bytes) => verify(&hash, &bytes, now).map(|v| (v, bytes)),
+                // Gone between listing and reading (another reader, a pulled stick).
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(err) => Err(Unusable::Unreadable(err.to_string())),
+            };
+            let (v, bytes) = match checked {
+                Ok(ok) => ok,
+                Err(why) => {
+                    if self.roots[i].inbox.unusable(&e) {
+                        self.shared.host.warn(&format!("{}: {why}", e.path.display()));
+                        if let Some(s) = &mut self.roots[i].sync {
+                            s.status.bad += 1;
+                        }
+                    }
+                    continue;
+                }
+            };
+            if self.taken.contains(&v.id.to_string()) {
+                // A copy of a bundle taken before: removed, not delivered twice.
+                self.shared.host.debug(&format!("{}: bundle {} was taken before; removing the copy", e.path.display(), v.id));
+                self.remove_taken(&path, &e.path);
+                continue;
+            }
+            if self.roots[i].inbox.is_pending(&v.id) {
+                // Another file of the same bundle is with the host; this one
+                // is settled at a later poll.
+                continue;
+            }
+            let token = self.next_token;
+            self.next_token += 1;
+            let from = self.roots[i].mailboxes.get(&e.from).copied().unwrap_or(0);
+            self.roots[i].inbox.handed_over(&e, v.id.clone());
+            self.tokens.insert(token, Handed { root: path.clone(), entry: e, id: v.id, expires_unix_ms: v.expires_unix_ms });
+            self.shared.host.bundle_received(from, &bytes, token);
+        }
+        Some(plan.waiting + self.roots[i].inbox.pending())
+    }
+
+    /// Updates a sync request's status file on the folder.
+    fn report_sync(&mut self, i: usize, waiting: Option<usize>) {
+        let flushing = lock(&self.shared.queue).flushing.get(&self.roots[i].path).copied().unwrap_or(0);
+        let root = &mut self.roots[i];
+        let Some(s) = &mut root.sync else { return };
+        match waiting {
+            None => {
+                s.status.error = Some("this node's mailbox cannot be read (see ferryd's log)".into());
+                s.status.done = true;
+            }
+            Some(w) => {
+                s.status.waiting = w as u64;
+                if s.moved || w > 0 || flushing > 0 {
+                    s.quiet = 0;
+                } else {
+                    s.quiet += 1;
+                }
+                s.moved = false;
+                s.status.done = s.quiet >= QUIET_POLLS;
+            }
+        }
+        let file = root.path.join(&self.shared.me_dir).join(SYNC_STATUS_FILE);
+        let done = s.status.done;
+        if let Err(e) = s.status.write(&file) {
+            let msg = format!("cannot write sync progress {}: {e}", file.display());
+            self.shared.host.warn(&msg);
+        }
+        if done {
+            let n = &s.nonce;
+            self.shared.host.info(&format!("sync {n} of {} done: {:?}", root.path.display(), s.status));
+            root.sync = None;
+        }
+    }
+}
+
+impl Root {
+    fn new(path: PathBuf, configured: bool) -> Root {
+        Root {
+            path,
+            configured,
+            present: false,
+            mailboxes: HashMap::new(),
+            inbox: Inbox::new(),
+            troubles: BTreeSet::new(),
+            sync: None,
+        }
+    }
+}
+
+/// Lists `<mailbox>/<from>/<file>`: every file with its size and time. Sub-
+/// folders that cannot be read are reported as messages, not errors.
+fn list_mailbox(mailbox: &Path) -> std::io::Result<(Vec<Entry>, Vec<String>)> {
+    let mut listing = vec![];
+    let mut errors = vec![];
+    let mut senders: Vec<(String, PathBuf)> = vec![];
+    for e in std::fs::read_dir(mailbox)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            senders.push((name, e.path()));
+        } else {
+            errors.push(format!("{}: not a sender's folder; left alone", e.path().display()));
+        }
+    }
+    senders.sort();
+    for (from, dir) in senders {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) => {
+                errors.push(format!("cannot read {}: {err}; nothing is taken from it", dir.display()));
+                continue;
+            }
+        };
+        let mut files = vec![];
+        for e in entries.flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let sig = FileSig { len: meta.len(), modified: meta.modified().ok() };
+            files.push(Entry { path: e.path(), from: from.clone(), name: e.file_name().to_string_lossy().into_owned(), sig });
+        }
+        // Oldest first, so bundles arrive roughly in the order they were written.
+        files.sort_by(|a, b| a.sig.modified.cmp(&b.sig.modified).then_with(|| a.name.cmp(&b.name)));
+        listing.extend(files);
+    }
+    Ok((listing, errors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_addresses() {
+        assert_eq!(parse_address("usbdir:/media/s").unwrap(), (PathBuf::from("/media/s"), None));
+        assert_eq!(
+            parse_address("usbdir-sync:ab12:/media/s:x").unwrap(),
+            (PathBuf::from("/media/s:x"), Some("ab12".to_owned()))
+        );
+        for bad in ["/media/s", "usbdir:rel", "usbdir-sync:/media/s", "usbdir-sync:a-b:/m", "tcpcl://h:1"] {
+            assert!(parse_address(bad).is_err(), "{bad}");
+        }
+    }
+}
