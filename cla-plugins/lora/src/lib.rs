@@ -7,6 +7,7 @@ pub mod link;
 pub mod plugin;
 mod serial;
 pub mod settings;
+pub mod sim;
 pub mod vsim;
 
 #[cfg(test)]
