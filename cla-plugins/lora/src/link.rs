@@ -30,11 +30,15 @@
 //! arrives while the ACK waits for the radio is already in it.
 //!
 //! A lost poll or ACK is covered by the sender's timer: it sends a small
-//! POLL frame after `ack_timeout` (doubling per retry, up to 32×) and gives
-//! up with `Failed` after `max_retries` polls without progress; the host
-//! tries again later. A receiver remembers finished transfers
-//! (`completed_ttl`) so a repeated poll gets the same final answer and a
-//! retransmitted frame is not delivered twice.
+//! POLL frame after `ack_timeout` and gives up with `Failed` after
+//! `max_retries` polls in a row without progress; the host tries again
+//! later. The timer does not back off: on a radio link a lost ACK is noise,
+//! not congestion, and waiting longer only wastes the link. While the
+//! receiver answers *pending*, the sender polls ten times less often and
+//! gives up after `max_retries` such answers (a store that never decides).
+//! A receiver remembers finished transfers (`completed_ttl`) so a repeated
+//! poll gets the same final answer and a retransmitted frame is not
+//! delivered twice.
 //!
 //! Memory is bounded on both sides: `max_reassemblies` transfers and
 //! `max_reassembly_bytes` (counted as frames × [`MAX_CHUNK`] from the first
@@ -64,8 +68,9 @@ use crate::frame::{bitmap_len, short_id, AckStatus, Frame, MAX_CHUNK, MAX_FRAMES
 pub const MAX_NEIGHBOURS: usize = 256;
 /// Most finished transfers remembered for repeated polls.
 pub const MAX_COMPLETED: usize = 1024;
-/// Ceiling of the poll back-off: `ack_timeout` × this.
-const MAX_BACKOFF: u64 = 32;
+/// How much longer than `ack_timeout` to wait between polls while the
+/// receiver's store is deciding.
+const PENDING_POLL_FACTOR: u64 = 10;
 /// The share of the duty-cycle budget DATA frames may use.
 pub const DATA_SHARE: f64 = 0.9;
 
@@ -120,7 +125,9 @@ impl LinkConfig {
             hello_interval_us,
             // Five HELLOs missed in a row: rare even at 50 % loss (3 %).
             peer_timeout_us: hello_interval_us.saturating_mul(5).saturating_add(max_air),
-            ack_timeout_us: 3 * max_air + 2_000_000,
+            // The receiver may be sending a full frame when the poll ends;
+            // then its ACK; and a second for serial lines and modem queues.
+            ack_timeout_us: 2 * max_air + 1_000_000,
             max_retries: 20,
             max_bundle: 64 * 1024,
             max_reassemblies: 8,
@@ -223,6 +230,8 @@ struct Outgoing {
     state: OutState,
     /// Polls since the last progress.
     retries: u32,
+    /// "Pending" answers: the receiver has it all and waits for its store.
+    pending_answers: u32,
 }
 
 impl Outgoing {
@@ -454,6 +463,7 @@ impl Link {
             to_send: (0..total).collect(),
             state,
             retries: 0,
+            pending_answers: 0,
         });
         Ok(())
     }
@@ -793,15 +803,18 @@ impl Link {
             AckStatus::Accepted | AckStatus::Duplicate => Outcome::Sent,
             AckStatus::Invalid => Outcome::Refused,
             AckStatus::NoResources => Outcome::Failed,
-            AckStatus::Pending => {
-                if o.held_count() < usize::from(o.total) {
-                    o.held.iter_mut().for_each(|h| *h = true);
-                    o.retries = 0;
-                }
+            AckStatus::Pending if o.pending_answers < self.cfg.max_retries => {
+                // The receiver answers, so the link is fine; its store is
+                // slow. The final ACK comes unasked, so poll only rarely.
+                o.held.iter_mut().for_each(|h| *h = true);
+                o.retries = 0;
+                o.pending_answers += 1;
                 o.to_send.clear();
-                o.state = OutState::Awaiting { deadline: now + backoff(self.cfg.ack_timeout_us, o.retries) };
+                o.state = OutState::Awaiting { deadline: now + PENDING_POLL_FACTOR * self.cfg.ack_timeout_us };
                 return;
             }
+            // The receiver's store gave no verdict in all that time.
+            AckStatus::Pending => Outcome::Failed,
             AckStatus::Partial => {
                 // The receiver's word is final, also when it shows less than
                 // before: it dropped a stale reassembly or forgot a finished
@@ -816,7 +829,7 @@ impl Link {
                 if matches!(o.state, OutState::Awaiting { .. } | OutState::PollDue) {
                     o.to_send = (0..o.total).filter(|s| !o.held[usize::from(*s)]).collect();
                     o.state = if o.to_send.is_empty() {
-                        OutState::Awaiting { deadline: now + backoff(self.cfg.ack_timeout_us, o.retries) }
+                        OutState::Awaiting { deadline: now + self.cfg.ack_timeout_us }
                     } else {
                         OutState::Sending
                     };
@@ -829,7 +842,12 @@ impl Link {
         };
         let (transmit, dst) = (o.transmit, o.dst);
         self.outgoing.remove(i);
-        if outcome != Outcome::Sent {
+        if status == AckStatus::Pending {
+            self.log(
+                Level::Info,
+                format!("transfer {transfer:08x} to {dst:08x}: the receiver's store gave no verdict; the host will retry"),
+            );
+        } else if outcome != Outcome::Sent {
             self.log(Level::Info, format!("transfer {transfer:08x} to {dst:08x}: receiver answered {status:?}"));
         }
         self.finish(transmit, dst, outcome);
@@ -910,7 +928,7 @@ impl Link {
             }
             Commit::Poll(i) => {
                 let o = &mut self.outgoing[i];
-                o.state = OutState::Awaiting { deadline: now + air + backoff(self.cfg.ack_timeout_us, o.retries) };
+                o.state = OutState::Awaiting { deadline: now + air + self.cfg.ack_timeout_us };
                 self.stats.control_frames += 1;
                 self.rr = i + 1;
             }
@@ -922,7 +940,7 @@ impl Link {
                     self.stats.retransmitted_frames += u64::from(!first_time);
                 }
                 if o.to_send.is_empty() {
-                    o.state = OutState::Awaiting { deadline: now + air + backoff(self.cfg.ack_timeout_us, o.retries) };
+                    o.state = OutState::Awaiting { deadline: now + air + self.cfg.ack_timeout_us };
                     self.rr = i + 1;
                 }
             }
@@ -935,8 +953,4 @@ enum Commit {
     Hello,
     Poll(usize),
     Data(usize),
-}
-
-fn backoff(base: u64, retries: u32) -> u64 {
-    base.saturating_mul(1u64 << retries.min(5)).min(base.saturating_mul(MAX_BACKOFF))
 }
