@@ -302,7 +302,15 @@ mod tests {
         vec![
             Frame::Hello { src: 0xdead_beef, node_id: "dtn://camp/" },
             Frame::Data { src: 1, dst: 2, transfer: 7, seq: 0, total: 1, poll: true, chunk: b"x" },
-            Frame::Data { src: 1, dst: 2, transfer: u32::MAX, seq: 9, total: 10, poll: false, chunk: &[0xc0; MAX_CHUNK] },
+            Frame::Data {
+                src: 1,
+                dst: 2,
+                transfer: u32::MAX,
+                seq: 9,
+                total: 10,
+                poll: false,
+                chunk: &[0xc0; MAX_CHUNK],
+            },
             Frame::Poll { src: 3, dst: 4, transfer: 5, total: MAX_FRAMES },
             Frame::Ack { src: 4, dst: 3, transfer: 5, status: AckStatus::Partial, total: 9, bitmap: &[0xff, 0x01] },
             Frame::Ack { src: 4, dst: 3, transfer: 5, status: AckStatus::Accepted, total: 9, bitmap: &[] },
@@ -323,7 +331,8 @@ mod tests {
         assert_eq!(full.buffer_len(), MAX_PACKET);
         // The largest bitmap fits too.
         let bitmap = [0u8; 128];
-        let ack = Frame::Ack { src: 1, dst: 2, transfer: 3, status: AckStatus::Partial, total: MAX_FRAMES, bitmap: &bitmap };
+        let ack =
+            Frame::Ack { src: 1, dst: 2, transfer: 3, status: AckStatus::Partial, total: MAX_FRAMES, bitmap: &bitmap };
         assert!(ack.buffer_len() <= MAX_PACKET);
     }
 

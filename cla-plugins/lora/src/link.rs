@@ -410,7 +410,9 @@ impl Link {
             }
         };
         let src = match frame {
-            Frame::Hello { src, .. } | Frame::Data { src, .. } | Frame::Poll { src, .. } | Frame::Ack { src, .. } => src,
+            Frame::Hello { src, .. } | Frame::Data { src, .. } | Frame::Poll { src, .. } | Frame::Ack { src, .. } => {
+                src
+            }
         };
         if src == self.me {
             return; // our own frame, echoed (or a node with our short ID)
@@ -579,7 +581,10 @@ impl Link {
             None => {
                 // Longer than the whole budget: can never go. Only possible
                 // with absurd settings, which the settings check refuses.
-                self.log(Level::Warn, format!("a {}-byte frame needs more airtime than the duty cycle allows", packet.len()));
+                self.log(
+                    Level::Warn,
+                    format!("a {}-byte frame needs more airtime than the duty cycle allows", packet.len()),
+                );
                 return None;
             }
         };
@@ -746,7 +751,9 @@ impl Link {
             let was = r.total;
             self.log(
                 Level::Warn,
-                format!("transfer {transfer:08x} from {src:08x}: frame count changed from {was} to {total}; frame dropped"),
+                format!(
+                    "transfer {transfer:08x} from {src:08x}: frame count changed from {was} to {total}; frame dropped"
+                ),
             );
             return;
         }
@@ -845,7 +852,9 @@ impl Link {
         if status == AckStatus::Pending {
             self.log(
                 Level::Info,
-                format!("transfer {transfer:08x} to {dst:08x}: the receiver's store gave no verdict; the host will retry"),
+                format!(
+                    "transfer {transfer:08x} to {dst:08x}: the receiver's store gave no verdict; the host will retry"
+                ),
             );
         } else if outcome != Outcome::Sent {
             self.log(Level::Info, format!("transfer {transfer:08x} to {dst:08x}: receiver answered {status:?}"));

@@ -76,8 +76,7 @@ fn lossy_channels_deliver_everything_once_and_byte_identical() {
             // And one the other way at the same time.
             net.transmit(1, "dtn://a/", 100 + i as u64, &bundle(300, 1000 + i as u64)).unwrap();
         }
-        let all_done =
-            |n: &VirtualNet| n.nodes[0].finished() == sizes.len() && n.nodes[1].finished() == sizes.len();
+        let all_done = |n: &VirtualNet| n.nodes[0].finished() == sizes.len() && n.nodes[1].finished() == sizes.len();
         assert!(net.run_until(100 * 3600 * S, all_done), "loss {loss}: not done: {:?}", net.nodes[0].done);
         for i in 0..sizes.len() as u64 {
             assert_eq!(net.nodes[0].outcome(i), Some(Outcome::Sent), "loss {loss}, bundle {i}");

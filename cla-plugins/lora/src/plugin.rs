@@ -106,7 +106,10 @@ impl Cla for LoraCla {
         let settings = Settings::parse(config).map_err(|e| e.to_string())?;
         let node_id = host.node_id().to_owned();
         if node_id.len() > crate::frame::MAX_NODE_ID {
-            return Err(format!("lora: node ID {node_id} is longer than a HELLO carries ({} bytes)", crate::frame::MAX_NODE_ID));
+            return Err(format!(
+                "lora: node ID {node_id} is longer than a HELLO carries ({} bytes)",
+                crate::frame::MAX_NODE_ID
+            ));
         }
         let clock = Clock { origin: Instant::now(), scale: settings.time_scale };
         let link = Link::new(settings.link.clone(), &node_id, clock.now(), fastrand::u64(..));
@@ -209,7 +212,11 @@ impl Radio {
                     Err(e) => {
                         // Warn the first time, then quietly keep trying.
                         let msg = format!("lora: cannot open modem {device}: {e}; retrying in {} s", backoff.as_secs());
-                        if failures == 0 { self.host.warn(&msg) } else { self.host.debug(&msg) }
+                        if failures == 0 {
+                            self.host.warn(&msg)
+                        } else {
+                            self.host.debug(&msg)
+                        }
                         failures += 1;
                         reopen_at = Instant::now() + backoff;
                         backoff = (backoff * 2).min(Duration::from_secs(self.settings.reopen_max_secs));

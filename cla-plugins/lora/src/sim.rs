@@ -16,8 +16,8 @@
 //! back (a new pty behind the same name), like a USB serial adapter under a
 //! udev name.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -79,11 +79,14 @@ struct Inner {
     ports: Vec<Port>,
     rng: fastrand::Rng,
     /// (delivery time, order, receiver, packet)
-    queue: BinaryHeap<Reverse<(Instant, u64, usize, Vec<u8>)>>,
+    queue: BinaryHeap<InFlight>,
     order: u64,
     stats: ChannelStats,
     log: Vec<String>,
 }
+
+/// A packet on its way: (arrival, order, receiver, bytes), earliest first.
+type InFlight = Reverse<(Instant, u64, usize, Vec<u8>)>;
 
 /// A running simulated channel. Dropping it stops it and closes every pty.
 pub struct SimChannel {
@@ -215,14 +218,16 @@ fn run(cfg: &ChannelConfig, inner: &Mutex<Inner>, stop: &AtomicBool) {
         while g.queue.peek().is_some_and(|Reverse((at, ..))| *at <= now) {
             let Some(Reverse((_, _, to, packet))) = g.queue.pop() else { break };
             let wire = ferry_cla_kiss::encode_to_vec(ferry_cla_kiss::CMD_DATA, &packet);
-            let ok = g.ports[to].master.as_ref().is_some_and(|m| rustix::io::write(m, &wire).is_ok_and(|n| n == wire.len()));
+            let ok =
+                g.ports[to].master.as_ref().is_some_and(|m| rustix::io::write(m, &wire).is_ok_and(|n| n == wire.len()));
             if ok {
                 g.stats.delivered += 1;
             } else {
                 g.stats.overflowed += 1;
             }
         }
-        let wait = g.queue.peek().map_or(Duration::from_millis(20), |Reverse((at, ..))| at.saturating_duration_since(now));
+        let wait =
+            g.queue.peek().map_or(Duration::from_millis(20), |Reverse((at, ..))| at.saturating_duration_since(now));
         let wait = wait.min(Duration::from_millis(20));
         // Poll every plugged master for bytes from its node.
         let ready: Vec<usize> = {
@@ -231,7 +236,12 @@ fn run(cfg: &ChannelConfig, inner: &Mutex<Inner>, stop: &AtomicBool) {
             let mut fds: Vec<PollFd<'_>> = plugged.iter().map(|(_, m)| PollFd::new(*m, PollFlags::IN)).collect();
             let ts = Timespec { tv_sec: 0, tv_nsec: 0 };
             let _ = poll(&mut fds, Some(&ts));
-            plugged.iter().zip(&fds).filter(|(_, f)| f.revents().contains(PollFlags::IN)).map(|((i, _), _)| *i).collect()
+            plugged
+                .iter()
+                .zip(&fds)
+                .filter(|(_, f)| f.revents().contains(PollFlags::IN))
+                .map(|((i, _), _)| *i)
+                .collect()
         };
         if ready.is_empty() {
             drop(g);
@@ -254,7 +264,9 @@ fn run(cfg: &ChannelConfig, inner: &Mutex<Inner>, stop: &AtomicBool) {
             });
             if refused > 0 {
                 g.stats.refused += refused;
-                g.log.push(format!("radio{i}: refused {refused} frame(s): not a KISS data frame of 1..={MAX_PACKET} bytes"));
+                g.log.push(format!(
+                    "radio{i}: refused {refused} frame(s): not a KISS data frame of 1..={MAX_PACKET} bytes"
+                ));
             }
             for packet in packets {
                 let air = Duration::from_micros(cfg.radio.airtime_us(packet.len()) / scale);

@@ -77,6 +77,9 @@ impl VNode {
     }
 }
 
+/// A packet on its way: (arrival, order, receiver, bytes), earliest first.
+type InFlight = Reverse<(u64, u64, usize, Vec<u8>)>;
+
 /// The virtual channel and its nodes.
 pub struct VirtualNet {
     pub nodes: Vec<VNode>,
@@ -93,7 +96,7 @@ pub struct VirtualNet {
     pub on_air: Vec<(u64, usize, u64, usize)>,
     rng: fastrand::Rng,
     /// (arrival, order, receiver, packet)
-    in_flight: BinaryHeap<Reverse<(u64, u64, usize, Vec<u8>)>>,
+    in_flight: BinaryHeap<InFlight>,
     order: u64,
     verdicts: Vec<(u64, usize, u64, Verdict)>,
 }

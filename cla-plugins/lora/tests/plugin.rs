@@ -125,7 +125,11 @@ impl Node {
     }
 
     fn outcome(&self, id: u64) -> Vec<Outcome> {
-        self.rec.events().into_iter().filter_map(|e| if let Ev::Done(t, o) = e { (t == id).then_some(o) } else { None }).collect()
+        self.rec
+            .events()
+            .into_iter()
+            .filter_map(|e| if let Ev::Done(t, o) = e { (t == id).then_some(o) } else { None })
+            .collect()
     }
 
     fn peer(&self, node_id: &str) -> Option<u64> {
@@ -220,7 +224,11 @@ fn a_lossy_channel_delivers_every_bundle_once_and_byte_identical() {
     up(&[&a, &b, &c], &["dtn://a/", "dtn://b/", "dtn://c/"]);
     // The rate is the radio's (duty cycle off): 236 B per 0.4 s frame; the
     // MTU is max_bundle.
-    assert!(a.rec.events().iter().any(|e| matches!(e, Ev::Up { node_id, mtu: Some(65_536), rate: Some(590), address, .. }
+    assert!(a
+        .rec
+        .events()
+        .iter()
+        .any(|e| matches!(e, Ev::Up { node_id, mtu: Some(65_536), rate: Some(590), address, .. }
         if node_id == "dtn://b/" && address.starts_with("lora://"))));
     let pb = a.peer("dtn://b/").unwrap();
     let pa = b.peer("dtn://a/").unwrap();
@@ -239,7 +247,10 @@ fn a_lossy_channel_delivers_every_bundle_once_and_byte_identical() {
     let got = b.received();
     assert_eq!(got.len(), sizes.len(), "each bundle handed up exactly once");
     for (i, &n) in sizes.iter().enumerate() {
-        assert!(got.iter().any(|(peer, x)| *peer == pa && *x == bundle(n, i as u64)), "bundle {i} ({n} B) missing or differs");
+        assert!(
+            got.iter().any(|(peer, x)| *peer == pa && *x == bundle(n, i as u64)),
+            "bundle {i} ({n} B) missing or differs"
+        );
     }
     assert_eq!(a.received(), vec![(pb, bundle(5000, 100))]);
     assert!(c.received().is_empty(), "c took frames addressed to b");
@@ -296,7 +307,15 @@ fn garbage_oversized_and_malformed_frames_are_logged_and_the_link_goes_on() {
     v2[n - 2..].copy_from_slice(&crc.to_be_bytes());
     ch.inject(1, &ferry_cla_kiss::encode_to_vec(0, &v2)).unwrap();
     // Valid frames announcing a bundle far beyond max_bundle.
-    let huge = Frame::Data { src: 77, dst: short_id("dtn://b/"), transfer: 1, seq: 0, total: 1000, poll: true, chunk: &[0; MAX_CHUNK] };
+    let huge = Frame::Data {
+        src: 77,
+        dst: short_id("dtn://b/"),
+        transfer: 1,
+        seq: 0,
+        total: 1000,
+        poll: true,
+        chunk: &[0; MAX_CHUNK],
+    };
     ch.inject(1, &ferry_cla_kiss::encode_to_vec(0, &huge.to_vec())).unwrap();
     wait(&[&a, &b], "the log lines", || {
         let l = b.logs();
