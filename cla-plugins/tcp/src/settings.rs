@@ -148,8 +148,8 @@ impl Default for Raw {
             contact_timeout_secs: session.contact_timeout_ms / 1000,
             transfer_timeout_secs: session.transfer_timeout_ms / 1000,
             max_connections: 256,
-            max_pipelined_transfers: 8,
-            max_unaccepted_transfers: 64,
+            max_pipelined_transfers: 256,
+            max_unaccepted_transfers: 512,
             threads: 2,
             discovery: RawDiscovery::default(),
         }

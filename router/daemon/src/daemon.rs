@@ -51,6 +51,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
 
 use crate::cla::Cla;
+use crate::hot::HotCache;
 use crate::shutdown::Shutdown;
 
 /// Store state key of the node ID.
@@ -317,6 +318,9 @@ pub struct Daemon {
     persisting: Mutex<HashMap<BundleId, bool>>,
     /// Woken when a persist finishes (for duplicates that wait on the first copy).
     persist_done: Notify,
+    /// Copies of recently stored small bundles, for the transmission or
+    /// delivery that follows (see [`crate::hot`]).
+    hot: Mutex<HotCache>,
     /// Serializes writes of node state so that the newest snapshot wins.
     state_writes: tokio::sync::Mutex<()>,
     peers: Mutex<BTreeMap<String, ConfiguredPeer>>,
@@ -419,6 +423,7 @@ impl Daemon {
             timer_armed: AtomicU64::new(u64::MAX),
             persisting: Mutex::new(HashMap::new()),
             persist_done: Notify::new(),
+            hot: Mutex::new(HotCache::default()),
             state_writes: tokio::sync::Mutex::new(()),
             peers: Mutex::new(peers),
             started: Instant::now(),
@@ -538,6 +543,10 @@ impl Daemon {
     /// most), then tells the node about every bundle in it under one lock.
     async fn persist(&self, batch: Vec<(BundleMeta, Vec<u8>)>, done: &mut Executed) -> Vec<Action> {
         let ids: Vec<BundleId> = batch.iter().map(|(m, _)| m.id.clone()).collect();
+        let copies: Vec<Option<Arc<[u8]>>> = {
+            let hot = lock(&self.hot);
+            batch.iter().map(|(_, b)| hot.wants(b.len()).then(|| Arc::from(b.as_slice()))).collect()
+        };
         {
             let mut p = lock(&self.persisting);
             for id in &ids {
@@ -549,6 +558,14 @@ impl Daemon {
             tracing::error!(bundles = ids.len(), first = %ids[0], error = %e, "storing bundles failed; they are not accepted");
         }
         let ok = result.is_ok();
+        if ok {
+            let mut hot = lock(&self.hot);
+            for (id, copy) in ids.iter().zip(copies) {
+                if let Some(bytes) = copy {
+                    hot.insert(id.clone(), bytes);
+                }
+            }
+        }
         let delete_after: Vec<bool> = {
             let mut p = lock(&self.persisting);
             ids.iter().map(|id| p.remove(id).unwrap_or(false)).collect()
@@ -569,6 +586,12 @@ impl Daemon {
     }
 
     async fn delete_stored(&self, ids: Vec<BundleId>) {
+        {
+            let mut hot = lock(&self.hot);
+            for id in &ids {
+                hot.remove(id);
+            }
+        }
         let first = ids[0].clone();
         let n = ids.len();
         if let Err(e) = durable(|done| self.store.submit_delete_many(ids, done)).await {
@@ -577,32 +600,39 @@ impl Daemon {
     }
 
     async fn transmit(&self, orders: Vec<Transmit>) -> Vec<Action> {
-        let store = Arc::clone(&self.store);
-        let cla = Arc::clone(&self.cla);
-        let todo = orders.clone();
-        let queued = blocking(move || {
-            todo.iter()
-                .map(|order| {
-                    let prepared = match store.get_bytes(&order.id) {
-                        Ok(Some(bytes)) => transmission(&bytes, order).map_err(|e| e.to_string()),
-                        Ok(None) => Err("bundle to transmit is not in the store".to_owned()),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    match prepared {
-                        Ok(bundles) => cla.transmit(order.peer, &order.id, &bundles),
-                        Err(what) => {
-                            tracing::error!(bundle = %order.id, error = what, "cannot prepare bundle for transmission");
-                            Err(TransmitOutcome::Failed)
-                        }
-                    }
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_else(|_| vec![Err(TransmitOutcome::Failed); orders.len()]);
+        // Bundles just stored are usually still in memory: those are
+        // prepared here; the rest are read in one trip to the blocking pool.
+        let cached: Vec<Option<Arc<[u8]>>> = {
+            let hot = lock(&self.hot);
+            orders.iter().map(|o| hot.get(&o.id)).collect()
+        };
+        let mut queued: Vec<Option<Result<(), TransmitOutcome>>> = orders
+            .iter()
+            .zip(&cached)
+            .map(|(order, bytes)| bytes.as_ref().map(|b| self.hand_to_cla(order, Ok(Some(b)))))
+            .collect();
+        let misses: Vec<Transmit> =
+            orders.iter().zip(&cached).filter(|(_, c)| c.is_none()).map(|(o, _)| o.clone()).collect();
+        if !misses.is_empty() {
+            let store = Arc::clone(&self.store);
+            let n = misses.len();
+            let loaded = blocking(move || misses.iter().map(|o| store.get_bytes(&o.id)).collect::<Vec<_>>())
+                .await
+                .unwrap_or_else(|e| (0..n).map(|_| Err(StoreError::Engine(e.to_string()))).collect());
+            let mut loaded = loaded.into_iter();
+            for (order, slot) in orders.iter().zip(queued.iter_mut()) {
+                if slot.is_none() {
+                    let bytes = loaded.next().unwrap_or(Ok(None));
+                    *slot = Some(self.hand_to_cla(order, bytes.as_ref().map(|b| b.as_deref()).map_err(|e| e.to_string())));
+                }
+            }
+        }
         // Queued ones report back through `transmitted`; the rest end now.
-        let failed: Vec<(&Transmit, TransmitOutcome)> =
-            orders.iter().zip(queued).filter_map(|(t, q)| q.err().map(|o| (t, o))).collect();
+        let failed: Vec<(&Transmit, TransmitOutcome)> = orders
+            .iter()
+            .zip(queued)
+            .filter_map(|(t, q)| q.unwrap_or(Err(TransmitOutcome::Failed)).err().map(|o| (t, o)))
+            .collect();
         if failed.is_empty() {
             return vec![];
         }
@@ -612,6 +642,23 @@ impl Daemon {
             }
         });
         actions
+    }
+
+    /// Prepares one transmission from the stored bytes and queues it with the
+    /// convergence layer (which must not block: it queues the work).
+    fn hand_to_cla(&self, order: &Transmit, stored: Result<Option<&[u8]>, String>) -> Result<(), TransmitOutcome> {
+        let prepared = match stored {
+            Ok(Some(bytes)) => transmission(bytes, order).map_err(|e| e.to_string()),
+            Ok(None) => Err("bundle to transmit is not in the store".to_owned()),
+            Err(e) => Err(e),
+        };
+        match prepared {
+            Ok(bundles) => self.cla.transmit(order.peer, &order.id, &bundles),
+            Err(what) => {
+                tracing::error!(bundle = %order.id, error = what, "cannot prepare bundle for transmission");
+                Err(TransmitOutcome::Failed)
+            }
+        }
     }
 
     /// A convergence layer finished a transmission the node ordered.
@@ -869,15 +916,23 @@ impl Daemon {
     /// deleted (that scan cost O(queued) per deletion, most of a busy node's
     /// CPU); they are skipped here instead.
     pub fn pop_delivery(&self, endpoint: &Eid) -> Option<BundleId> {
+        self.pop_deliveries(endpoint, 1).pop()
+    }
+
+    /// Up to `max` bundles queued for `endpoint`, taken off its queue in
+    /// order under one lock (see [`Daemon::pop_delivery`]).
+    pub fn pop_deliveries(&self, endpoint: &Eid, max: usize) -> Vec<BundleId> {
+        let mut out = vec![];
         let mut queues = lock(&self.queues);
-        let q = queues.get_mut(endpoint)?;
+        let Some(q) = queues.get_mut(endpoint) else { return out };
         let node = self.node();
-        while let Some(id) = q.pop_front() {
+        while out.len() < max {
+            let Some(id) = q.pop_front() else { break };
             if node.contains(&id) {
-                return Some(id);
+                out.push(id);
             }
         }
-        None
+        out
     }
 
     /// Puts a bundle back at the head of its endpoint's queue (the application
@@ -897,9 +952,38 @@ impl Daemon {
 
     /// The bytes of a stored bundle.
     pub async fn load(&self, id: &BundleId) -> Result<Option<Vec<u8>>, DaemonError> {
-        let store = Arc::clone(&self.store);
-        let id = id.clone();
-        Ok(blocking(move || store.get_bytes(&id)).await??)
+        let mut one = self.load_many(std::slice::from_ref(id)).await?;
+        Ok(one.pop().flatten())
+    }
+
+    /// The bytes of several stored bundles, in order (`None`: not stored):
+    /// from memory when just stored, the rest in one trip to the store.
+    pub async fn load_many(&self, ids: &[BundleId]) -> Result<Vec<Option<Vec<u8>>>, DaemonError> {
+        let mut out: Vec<Option<Vec<u8>>> = Vec::with_capacity(ids.len());
+        let mut misses = vec![];
+        {
+            let hot = lock(&self.hot);
+            for (i, id) in ids.iter().enumerate() {
+                match hot.get(id) {
+                    Some(bytes) => out.push(Some(bytes.to_vec())),
+                    None => {
+                        out.push(None);
+                        misses.push((i, id.clone()));
+                    }
+                }
+            }
+        }
+        if !misses.is_empty() {
+            let store = Arc::clone(&self.store);
+            let loaded = blocking(move || {
+                misses.into_iter().map(|(i, id)| store.get_bytes(&id).map(|b| (i, b))).collect::<Result<Vec<_>, _>>()
+            })
+            .await??;
+            for (i, bytes) in loaded {
+                out[i] = bytes;
+            }
+        }
+        Ok(out)
     }
 
     /// The application has the bundle: the node is told, and the deletion that

@@ -58,6 +58,7 @@ pub mod cla;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod hot;
 pub mod memory;
 pub mod plugins;
 pub mod server;

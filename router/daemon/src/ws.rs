@@ -168,8 +168,8 @@ pub mod base64_or_bytes {
 
 /// What the writer task sends.
 enum Out {
-    /// A delivery; `done` learns whether it was written.
-    Frame { msg: Message, done: oneshot::Sender<bool> },
+    /// A window of deliveries; `done` learns whether all were written.
+    Frames { msgs: Vec<Message>, done: oneshot::Sender<bool> },
     /// Replies, in order.
     Replies(Vec<String>),
 }
@@ -219,8 +219,13 @@ pub async fn session(daemon: Arc<Daemon>, socket: WebSocket, mut shutdown: Shutd
             let mut next = Some(first);
             while let Some(out) = next.take() {
                 match out {
-                    Out::Frame { msg, done } => {
-                        ok = sink.feed(msg).await.is_ok();
+                    Out::Frames { msgs, done } => {
+                        for msg in msgs {
+                            ok = sink.feed(msg).await.is_ok();
+                            if !ok {
+                                break;
+                            }
+                        }
                         written.push(done);
                     }
                     Out::Replies(texts) => {
@@ -509,15 +514,6 @@ async fn send_data(daemon: &Daemon, req: WsSendData) -> String {
     }
 }
 
-/// How a delivery attempt ended.
-enum Delivery {
-    Done,
-    /// The bundle is gone (expired, deleted) or unreadable; nothing to do.
-    Skipped,
-    /// The socket failed; the bundle went back to its queue.
-    Failed,
-}
-
 /// Bundles written to a subscriber before their deliveries are confirmed.
 const DELIVERY_WINDOW: usize = 64;
 
@@ -543,13 +539,7 @@ async fn deliver_loop(
             // lock, one store write for their deletions) instead of one sync
             // per bundle.
             loop {
-                let mut window = vec![];
-                while window.len() < DELIVERY_WINDOW {
-                    match daemon.pop_delivery(&endpoint) {
-                        Some(id) => window.push(id),
-                        None => break,
-                    }
-                }
+                let window = daemon.pop_deliveries(&endpoint, DELIVERY_WINDOW);
                 if window.is_empty() {
                     break;
                 }
@@ -560,22 +550,11 @@ async fn deliver_loop(
                     return;
                 }
                 let mode = Mode::from_u8(mode.load(Ordering::Relaxed));
-                let mut written = vec![];
-                let mut failed_from = None;
-                for (i, id) in window.iter().enumerate() {
-                    match deliver_one(&daemon, &out, mode, id).await {
-                        Delivery::Done => written.push(id.clone()),
-                        Delivery::Skipped => {}
-                        Delivery::Failed => {
-                            failed_from = Some(i);
-                            break;
-                        }
-                    }
-                }
+                let (written, failed) = deliver_window(&daemon, &out, mode, &window).await;
                 daemon.confirm_deliveries(&written).await;
-                if let Some(i) = failed_from {
-                    for id in window[i..].iter().rev() {
-                        daemon.requeue(&endpoint, id.clone());
+                if failed {
+                    for id in window.into_iter().rev() {
+                        daemon.requeue(&endpoint, id);
                     }
                     return;
                 }
@@ -589,16 +568,49 @@ async fn deliver_loop(
     }
 }
 
-async fn deliver_one(daemon: &Daemon, out: &mpsc::Sender<Out>, mode: Mode, id: &ferry_core::BundleId) -> Delivery {
-    let bytes = match daemon.load(id).await {
-        Ok(Some(b)) => b,
-        Ok(None) => return Delivery::Skipped,
+/// Writes one window of deliveries to the subscriber: the bundles are read
+/// in one go (mostly from memory), their frames go to the writer together and
+/// leave in one flush. Returns the bundles written, and whether the socket
+/// failed (then nothing of the window counts as delivered and the caller puts
+/// it back; bundles already written may arrive twice, never not at all).
+async fn deliver_window(
+    daemon: &Daemon,
+    out: &mpsc::Sender<Out>,
+    mode: Mode,
+    window: &[ferry_core::BundleId],
+) -> (Vec<ferry_core::BundleId>, bool) {
+    let loaded = match daemon.load_many(window).await {
+        Ok(l) => l,
         Err(e) => {
-            tracing::error!(bundle = %id, error = %e, "cannot load bundle for delivery");
-            return Delivery::Failed;
+            tracing::error!(bundles = window.len(), first = %window[0], error = %e, "cannot load bundles for delivery");
+            return (vec![], true);
         }
     };
-    let frame = match mode {
+    let mut ids = vec![];
+    let mut msgs = vec![];
+    for (id, bytes) in window.iter().zip(loaded) {
+        // Gone meanwhile (expired, deleted): nothing to deliver.
+        let Some(bytes) = bytes else { continue };
+        if let Some(frame) = frame(mode, id, bytes) {
+            ids.push(id.clone());
+            msgs.push(Message::Binary(frame.into()));
+        }
+    }
+    if msgs.is_empty() {
+        return (vec![], false);
+    }
+    let (done_tx, done_rx) = oneshot::channel();
+    if out.send(Out::Frames { msgs, done: done_tx }).await.is_err() || !done_rx.await.unwrap_or(false) {
+        return (vec![], true);
+    }
+    tracing::debug!(bundles = ids.len(), "bundles delivered over websocket");
+    (ids, false)
+}
+
+/// The frame a subscriber in `mode` gets for a stored bundle, or `None` when
+/// the stored bytes do not decode (logged; the bundle stays stored).
+fn frame(mode: Mode, id: &ferry_core::BundleId, bytes: Vec<u8>) -> Option<Vec<u8>> {
+    Some(match mode {
         Mode::Bundle => bytes,
         Mode::Data | Mode::Json => {
             // As stored: dtn7-style bundles without a primary CRC included.
@@ -606,7 +618,7 @@ async fn deliver_one(daemon: &Daemon, out: &mpsc::Sender<Out>, mode: Mode, id: &
                 Ok(b) => b,
                 Err(e) => {
                     tracing::error!(bundle = %id, error = %e, "stored bundle does not decode; not delivered");
-                    return Delivery::Skipped;
+                    return None;
                 }
             };
             let p = &bundle.primary;
@@ -619,29 +631,14 @@ async fn deliver_one(daemon: &Daemon, out: &mpsc::Sender<Out>, mode: Mode, id: &
                 data: bytes.get(bundle.payload().data.clone()).unwrap_or_default().to_vec(),
             };
             if mode == Mode::Json {
-                match serde_json::to_vec(&record) {
-                    Ok(v) => v,
-                    Err(_) => return Delivery::Skipped,
-                }
+                serde_json::to_vec(&record).ok()?
             } else {
                 let mut v = Vec::new();
-                if ciborium::into_writer(&record, &mut v).is_err() {
-                    return Delivery::Skipped;
-                }
+                ciborium::into_writer(&record, &mut v).ok()?;
                 v
             }
         }
-    };
-    let (done_tx, done_rx) = oneshot::channel();
-    if out.send(Out::Frame { msg: Message::Binary(frame.into()), done: done_tx }).await.is_err() {
-        return Delivery::Failed;
-    }
-    if done_rx.await.unwrap_or(false) {
-        tracing::debug!(bundle = %id, "bundle delivered over websocket");
-        Delivery::Done
-    } else {
-        Delivery::Failed
-    }
+    })
 }
 
 /// Base64 of `data` as dtn7-plus writes it (for tests and clients).
