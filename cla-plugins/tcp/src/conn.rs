@@ -134,7 +134,9 @@ impl Conn {
             }
             let want_write = self.off < self.out.len();
             tokio::select! {
-                r = rd.read(&mut rbuf) => match r {
+                // While received bundles wait for the host, the peer waits
+                // too (TCP flow control) instead of filling our memory.
+                r = rd.read(&mut rbuf), if self.session.wants_input() => match r {
                     Ok(0) => self.session.handle_connection_closed(),
                     Ok(n) => self.session.handle_bytes(self.shared.now_ms(), &rbuf[..n]),
                     Err(e) => {
@@ -301,6 +303,7 @@ impl Conn {
                 if let Err(e) = result {
                     self.shared.host.debug(&format!("tcpcl {}: verdict on transfer {}: {e}", self.remote, id.0));
                 }
+                self.session.resume_input(self.shared.now_ms());
             }
         }
     }

@@ -57,8 +57,9 @@
 //! | `contact_timeout_secs` | `30` | time allowed for the contact header and SESS_INIT exchange |
 //! | `transfer_timeout_secs` | `60` | a transfer with no progress this long (no ack from the peer for ours, no next segment of theirs) ends the session with SESS_TERM "idle timeout", keepalives notwithstanding; 0 = never |
 //! | `max_connections` | `256` | accepted connections served at once; more are closed |
-//! | `max_pipelined_transfers` | `8` | TCPCL transfers sent and awaiting their acknowledgement at once, per session |
-//! | `max_unaccepted_transfers` | `64` | received bundles awaiting the host's verdict, per session; more are refused with "no resources" |
+//! | `max_pipelined_transfers` | `256` | TCPCL transfers sent and awaiting their acknowledgement at once, per session (the receiver's store batches what arrives together, so more in flight means fewer syncs per bundle) |
+//! | `max_unaccepted_transfers` | `512` | received bundles awaiting the host's verdict (durable storage), per session; at this many the session stops reading from the peer until the host catches up |
+//! | `max_unaccepted_mib` | `64` | the same bound in MiB of bundle data, so a session's memory stays bounded whatever its peer sends |
 //! | `threads` | `2` | worker threads of the plugin's runtime |
 //! | `discovery.enabled` | `false` | send and receive IPND beacons |
 //! | `discovery.beacon_addr` | `"224.0.0.26:3003"` | where beacons go (dtn7-rs's group); multicast groups are joined, unicast works too |

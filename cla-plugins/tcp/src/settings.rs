@@ -45,6 +45,9 @@ pub struct Settings {
     pub max_pipelined_transfers: usize,
     /// Received bundles waiting for the host's verdict, per session.
     pub max_unaccepted_transfers: usize,
+    /// Octets of received bundles awaiting the host's verdict, per session,
+    /// before the session stops reading from its peer.
+    pub max_unaccepted_mib: u64,
     /// Worker threads of the plugin's runtime.
     pub threads: usize,
     /// IPND-style discovery.
@@ -129,6 +132,7 @@ struct Raw {
     max_connections: usize,
     max_pipelined_transfers: usize,
     max_unaccepted_transfers: usize,
+    max_unaccepted_mib: u64,
     threads: usize,
     discovery: RawDiscovery,
 }
@@ -150,6 +154,7 @@ impl Default for Raw {
             max_connections: 256,
             max_pipelined_transfers: 256,
             max_unaccepted_transfers: 512,
+            max_unaccepted_mib: session.max_unaccepted_bytes >> 20,
             threads: 2,
             discovery: RawDiscovery::default(),
         }
@@ -196,6 +201,7 @@ impl Settings {
             ("max_connections", raw.max_connections as u64),
             ("max_pipelined_transfers", raw.max_pipelined_transfers as u64),
             ("max_unaccepted_transfers", raw.max_unaccepted_transfers as u64),
+            ("max_unaccepted_mib", raw.max_unaccepted_mib),
             ("threads", raw.threads as u64),
             ("contact_timeout_secs", raw.contact_timeout_secs),
             ("discovery.interval_secs", raw.discovery.interval_secs),
@@ -229,6 +235,7 @@ impl Settings {
             max_connections: raw.max_connections,
             max_pipelined_transfers: raw.max_pipelined_transfers,
             max_unaccepted_transfers: raw.max_unaccepted_transfers,
+            max_unaccepted_mib: raw.max_unaccepted_mib,
             threads: raw.threads,
             discovery: DiscoverySettings {
                 enabled: raw.discovery.enabled,
@@ -250,6 +257,7 @@ impl Settings {
         c.transfer_timeout_ms = self.transfer_timeout_secs.saturating_mul(1000);
         c.max_pipelined_transfers = self.max_pipelined_transfers;
         c.max_unaccepted_transfers = self.max_unaccepted_transfers;
+        c.max_unaccepted_bytes = self.max_unaccepted_mib.saturating_mul(1 << 20);
         c.transmit_batch = 256 * 1024;
         c
     }

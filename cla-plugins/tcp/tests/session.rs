@@ -785,16 +785,60 @@ fn segments_without_start_are_unexpected() {
     assert!(raw.s.is_established());
 }
 
+/// Received bundles awaiting the owner's verdict bound what the session
+/// takes: beyond the limit it parses no further input (and asks its owner
+/// not to read any) until bundles are accepted; nothing is refused or lost.
 #[test]
-fn too_many_unaccepted_bundles_are_refused() {
+fn the_intake_pauses_at_the_unaccepted_limits_and_resumes() {
     let mut cfg = config("dtn://b/", false);
     cfg.max_unaccepted_transfers = 2;
     let mut raw = Raw::passive(cfg, 1000, 1 << 20);
-    for id in 0..3 {
-        raw.feed(&segment(SegmentFlags::START | SegmentFlags::END, id, &[], b"x"));
+    let mut input = vec![];
+    for id in 0..5 {
+        input.extend(segment(SegmentFlags::START | SegmentFlags::END, id, &[], &[id as u8]));
     }
-    assert_eq!(raw.take_msgs(), [Msg::Refuse { reason: RefuseReason::NoResources, id: 2 }]);
-    assert_eq!(count(&raw.take_events(), |e| matches!(e, Event::BundleReceived { .. })), 2);
+    raw.feed(&input);
+    let received = |events: &[Event]| -> Vec<u64> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::BundleReceived { transfer_id, .. } => Some(transfer_id.0),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(received(&raw.take_events()), [0, 1]);
+    assert!(!raw.s.wants_input());
+    assert!(raw.take_msgs().is_empty(), "nothing refused");
+    raw.s.accept_transfer(TransferId(0)).unwrap();
+    raw.s.resume_input(raw.now);
+    assert_eq!(received(&raw.take_events()), [2]);
+    raw.s.refuse_transfer(TransferId(1), RefuseReason::Completed).unwrap();
+    raw.s.accept_transfer(TransferId(2)).unwrap();
+    raw.s.resume_input(raw.now);
+    assert_eq!(received(&raw.take_events()), [3, 4]);
+    assert!(!raw.s.wants_input());
+    raw.s.accept_transfer(TransferId(3)).unwrap();
+    assert!(raw.s.wants_input());
+    let msgs = raw.take_msgs();
+    assert!(!msgs.iter().any(|m| matches!(m, Msg::Refuse { reason: RefuseReason::NoResources, .. })), "{msgs:?}");
+}
+
+/// The same in bytes: one bundle over the byte limit pauses the intake.
+#[test]
+fn the_intake_pauses_at_the_unaccepted_byte_limit() {
+    let mut cfg = config("dtn://b/", false);
+    cfg.max_unaccepted_bytes = 1500;
+    let mut raw = Raw::passive(cfg, 1000, 1 << 20);
+    let mut input = segment(SegmentFlags::START, 0, &[], &[1; 1000]);
+    input.extend(segment(SegmentFlags::END, 0, &[], &[2; 600]));
+    input.extend(segment(SegmentFlags::START | SegmentFlags::END, 1, &[], b"next"));
+    raw.feed(&input);
+    assert_eq!(count(&raw.take_events(), |e| matches!(e, Event::BundleReceived { .. })), 1);
+    assert!(!raw.s.wants_input());
+    raw.s.accept_transfer(TransferId(0)).unwrap();
+    raw.s.resume_input(raw.now);
+    assert!(raw.take_events().contains(&Event::BundleReceived { transfer_id: TransferId(1), bundle: b"next".to_vec() }));
 }
 
 // ----- keepalive and idle timeout ---------------------------------------------

@@ -86,9 +86,16 @@ pub struct Config {
     /// before the next one starts (transfers are pipelined, never interleaved:
     /// §5.2.2).
     pub max_pipelined_transfers: usize,
-    /// How many received bundles may wait for [`Session::accept_transfer`];
-    /// beyond that new transfers are refused with "No Resources".
+    /// How many received bundles may wait for [`Session::accept_transfer`].
+    /// At this many (or [`Config::max_unaccepted_bytes`]) the session stops
+    /// taking input ([`Session::wants_input`] turns false) until the owner
+    /// accepts some: the peer is slowed down by TCP, not refused. Input
+    /// already buffered waits unparsed.
     pub max_unaccepted_transfers: usize,
+    /// Octets of received bundles that may wait for [`Session::accept_transfer`]
+    /// before the session stops taking input. Bounds a session's memory
+    /// together with the transfer MRU.
+    pub max_unaccepted_bytes: u64,
     /// How many octets [`Session::poll_transmit`] returns at most per call
     /// (at least one whole message, however long).
     pub transmit_batch: usize,
@@ -115,6 +122,7 @@ impl Config {
             send_transfer_length: true,
             max_pipelined_transfers: 4,
             max_unaccepted_transfers: 16,
+            max_unaccepted_bytes: 64 << 20,
             transmit_batch: 64 * 1024,
         }
     }
@@ -474,6 +482,8 @@ pub struct Session {
     outgoing: VecDeque<Outgoing>,
     incoming: Option<Incoming>,
     awaiting_accept: BTreeMap<u64, FinalAck>,
+    /// Octets of the bundles in `awaiting_accept`.
+    awaiting_bytes: u64,
     last_refused: Option<u64>,
     /// TLS was negotiated and the I/O side reported it established.
     tls: bool,
@@ -504,6 +514,7 @@ impl Session {
             outgoing: VecDeque::new(),
             incoming: None,
             awaiting_accept: BTreeMap::new(),
+            awaiting_bytes: 0,
             last_refused: None,
             tls: false,
         };
@@ -561,6 +572,21 @@ impl Session {
                     && (self.outgoing[idx].started || self.phase == Phase::Established)
             }
             None => false,
+        }
+    }
+
+    /// Whether the owner should read more from the connection. False while
+    /// received bundles awaiting [`Session::accept_transfer`] reach
+    /// [`Config::max_unaccepted_transfers`] or [`Config::max_unaccepted_bytes`];
+    /// call [`Session::resume_input`] after accepting or refusing some.
+    pub fn wants_input(&self) -> bool {
+        !self.intake_full() || self.incoming.is_some() || self.phase == Phase::Closed
+    }
+
+    /// Parses input that waited while the intake was full.
+    pub fn resume_input(&mut self, now: u64) {
+        if !self.rx_buf.is_empty() && !self.intake_full() && self.phase != Phase::Tls {
+            self.process_input(now);
         }
     }
 
@@ -683,6 +709,7 @@ impl Session {
             return Err(CommandError::Closed);
         }
         let fin = self.awaiting_accept.remove(&transfer_id.0).ok_or(CommandError::UnknownTransfer(transfer_id))?;
+        self.awaiting_bytes -= fin.len;
         self.push(&Message::XferAck(XferAck {
             flags: fin.flags,
             transfer_id: transfer_id.0,
@@ -699,7 +726,11 @@ impl Session {
             return Err(CommandError::Closed);
         }
         let id = transfer_id.0;
-        if self.awaiting_accept.remove(&id).is_some() || self.incoming.as_ref().is_some_and(|inc| inc.id == id) {
+        let awaited = self.awaiting_accept.remove(&id);
+        if let Some(fin) = &awaited {
+            self.awaiting_bytes -= fin.len;
+        }
+        if awaited.is_some() || self.incoming.as_ref().is_some_and(|inc| inc.id == id) {
             self.refuse_incoming(id, reason);
             self.maybe_close();
             Ok(())
@@ -844,6 +875,11 @@ impl Session {
         }
     }
 
+    fn intake_full(&self) -> bool {
+        self.awaiting_accept.len() >= self.config.max_unaccepted_transfers
+            || self.awaiting_bytes >= self.config.max_unaccepted_bytes
+    }
+
     fn contact_deadline(&self) -> u64 {
         self.created.saturating_add(self.config.contact_timeout_ms)
     }
@@ -893,6 +929,8 @@ impl Session {
                         break;
                     }
                 },
+                // Received bundles wait for the owner: stop between transfers.
+                Phase::Established | Phase::Ending if self.intake_full() && self.incoming.is_none() => break,
                 Phase::SessInit | Phase::Established | Phase::Ending => match Message::parse(&buf[pos..], &self.limits)
                 {
                     Ok(None) => break,
@@ -1132,6 +1170,7 @@ impl Session {
         }
         self.incoming = None;
         self.awaiting_accept.clear();
+        self.awaiting_bytes = 0;
         self.rx_buf = Vec::new();
         self.events.push_back(Event::Closed);
     }
@@ -1162,10 +1201,6 @@ impl Session {
         // §6.1: no new incoming transfers while Ending.
         if self.phase == Phase::Ending {
             self.refuse_incoming(id, RefuseReason::SessionTerminating);
-            return;
-        }
-        if self.awaiting_accept.len() >= self.config.max_unaccepted_transfers {
-            self.refuse_incoming(id, RefuseReason::NoResources);
             return;
         }
         let mut declared = None;
@@ -1219,6 +1254,7 @@ impl Session {
                 // The final XFER_ACK waits for accept_transfer: the peer must
                 // not drop its copy before ours is durable.
                 self.awaiting_accept.insert(id, FinalAck { flags: seg.flags, len: received });
+                self.awaiting_bytes += received;
                 self.events.push_back(Event::BundleReceived { transfer_id: TransferId(id), bundle: inc.data });
             }
         } else {
