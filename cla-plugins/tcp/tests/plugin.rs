@@ -464,6 +464,49 @@ fn a_peer_that_never_acknowledges_times_out_and_its_transfers_fail() {
     assert!(a.host.warnings().iter().any(|w| w.contains("twice the keepalive")));
 }
 
+/// A peer that keeps its session alive with keepalives but never acknowledges
+/// a transfer: the transfer timeout ends the session, the transfer fails (the
+/// node retries it later) and the reason is logged.
+#[test]
+fn a_peer_that_sends_keepalives_but_never_acks_is_cut_off_by_the_transfer_timeout() {
+    let settings = format!("{LOOPBACK}keepalive_secs = 1\ntransfer_timeout_secs = 2\n");
+    let a = Node::start(&in_process(), "dtn://a/", &settings);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    a.inst().connect(&format!("tcpcl://{}", listener.local_addr().unwrap())).unwrap();
+    let (mut s, _) = listener.accept().unwrap();
+    let mut out = contact_header(4);
+    out.extend(sess_init(1, "dtn://keepalive-only/"));
+    s.write_all(&out).unwrap();
+    let peer = a.wait_peer("dtn://keepalive-only/");
+    a.transmit(peer, 1, &bundle(10_000, 1));
+    let mut keepalive = Vec::new();
+    Message::Keepalive.emit(&mut keepalive);
+    let started = Instant::now();
+    let deadline = started + WAIT;
+    let mut got = Vec::new();
+    while !messages(&got).1.iter().any(|m| m.starts_with("SESS_TERM")) && Instant::now() < deadline {
+        // Alive, as far as keepalives go.
+        if s.write_all(&keepalive).is_err() {
+            break;
+        }
+        let (more, closed) = read_until_closed(&mut s, Duration::from_millis(300));
+        got.extend(more);
+        if closed {
+            break;
+        }
+    }
+    let msgs = messages(&got).1;
+    assert!(msgs.contains(&"XFER_SEGMENT 0 10000 B".to_string()), "{msgs:?}");
+    assert!(msgs.contains(&format!("SESS_TERM {:?}", SessTermReason::IdleTimeout)), "{msgs:?}");
+    assert!(started.elapsed() >= Duration::from_millis(1500), "cut off before the transfer timeout");
+    drop(s);
+    a.wait_down(peer);
+    assert_eq!(a.wait_done(1), Outcome::Failed);
+    let warnings = a.host.warnings().join("\n");
+    assert!(warnings.contains("no acknowledgement"), "{warnings}");
+    assert!(!warnings.contains("twice the keepalive"), "the keepalives kept the session alive: {warnings}");
+}
+
 #[test]
 fn a_peer_sess_term_is_answered_and_the_peer_goes_down() {
     let a = Node::start(&in_process(), "dtn://a/", LOOPBACK);

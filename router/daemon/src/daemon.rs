@@ -916,21 +916,29 @@ impl Daemon {
     /// deleted (that scan cost O(queued) per deletion, most of a busy node's
     /// CPU); they are skipped here instead.
     pub fn pop_delivery(&self, endpoint: &Eid) -> Option<BundleId> {
-        self.pop_deliveries(endpoint, 1).pop()
+        self.pop_deliveries(endpoint, 1, u64::MAX).pop()
     }
 
-    /// Up to `max` bundles queued for `endpoint`, taken off its queue in
-    /// order under one lock (see [`Daemon::pop_delivery`]).
-    pub fn pop_deliveries(&self, endpoint: &Eid, max: usize) -> Vec<BundleId> {
+    /// Bundles queued for `endpoint`, taken off its queue in order under one
+    /// lock (see [`Daemon::pop_delivery`]): at most `max`, and no more than
+    /// `max_bytes` of bundles in all, but always at least one if any waits.
+    pub fn pop_deliveries(&self, endpoint: &Eid, max: usize, max_bytes: u64) -> Vec<BundleId> {
         let mut out = vec![];
+        let mut bytes = 0u64;
         let mut queues = lock(&self.queues);
         let Some(q) = queues.get_mut(endpoint) else { return out };
         let node = self.node();
         while out.len() < max {
-            let Some(id) = q.pop_front() else { break };
-            if node.contains(&id) {
-                out.push(id);
+            let Some(id) = q.front() else { break };
+            let Some(size) = node.meta(id).map(|m| m.size) else {
+                q.pop_front();
+                continue;
+            };
+            if !out.is_empty() && bytes.saturating_add(size) > max_bytes {
+                break;
             }
+            bytes = bytes.saturating_add(size);
+            out.extend(q.pop_front());
         }
         out
     }

@@ -515,7 +515,9 @@ async fn send_data(daemon: &Daemon, req: WsSendData) -> String {
 }
 
 /// Bundles written to a subscriber before their deliveries are confirmed.
-const DELIVERY_WINDOW: usize = 64;
+const DELIVERY_WINDOW: usize = 256;
+/// Bytes of bundles in one window at most (a single larger bundle goes alone).
+const DELIVERY_WINDOW_BYTES: u64 = 8 << 20;
 
 async fn deliver_loop(
     daemon: Arc<Daemon>,
@@ -526,6 +528,19 @@ async fn deliver_loop(
     mut closing: watch::Receiver<bool>,
 ) {
     let mut queued = daemon.watch_deliveries();
+    // The previous window's confirmation (its deletions being synced) runs
+    // while the next window is written: one at a time, in order.
+    let mut confirming: Option<tokio::task::JoinHandle<()>> = None;
+    let confirm = |confirming: &mut Option<tokio::task::JoinHandle<()>>, written: Vec<ferry_core::BundleId>| {
+        let previous = confirming.take();
+        let daemon = Arc::clone(&daemon);
+        *confirming = Some(tokio::spawn(async move {
+            if let Some(p) = previous {
+                let _ = p.await;
+            }
+            daemon.confirm_deliveries(&written).await;
+        }));
+    };
     loop {
         // Mark the queues seen before looking at them: nothing is missed.
         queued.borrow_and_update();
@@ -539,7 +554,7 @@ async fn deliver_loop(
             // lock, one store write for their deletions) instead of one sync
             // per bundle.
             loop {
-                let window = daemon.pop_deliveries(&endpoint, DELIVERY_WINDOW);
+                let window = daemon.pop_deliveries(&endpoint, DELIVERY_WINDOW, DELIVERY_WINDOW_BYTES);
                 if window.is_empty() {
                     break;
                 }
@@ -547,24 +562,37 @@ async fn deliver_loop(
                     for id in window.into_iter().rev() {
                         daemon.requeue(&endpoint, id);
                     }
+                    finish(confirming).await;
                     return;
                 }
                 let mode = Mode::from_u8(mode.load(Ordering::Relaxed));
                 let (written, failed) = deliver_window(&daemon, &out, mode, &window).await;
-                daemon.confirm_deliveries(&written).await;
+                if !written.is_empty() {
+                    confirm(&mut confirming, written);
+                }
                 if failed {
                     for id in window.into_iter().rev() {
                         daemon.requeue(&endpoint, id);
                     }
+                    finish(confirming).await;
                     return;
                 }
             }
         }
         tokio::select! {
-            r = queued.changed() => if r.is_err() { return },
+            r = queued.changed() => if r.is_err() { break },
             _ = changed.notified() => {}
-            _ = closing.wait_for(|c| *c) => return,
+            _ = closing.wait_for(|c| *c) => break,
         }
+    }
+    finish(confirming).await;
+}
+
+/// Waits for the last window's confirmation, so that a closing connection's
+/// deliveries are settled before it reports closed.
+async fn finish(confirming: Option<tokio::task::JoinHandle<()>>) {
+    if let Some(c) = confirming {
+        let _ = c.await;
     }
 }
 

@@ -27,6 +27,9 @@
 //!   at a time, after three pings that are not counted (they bring dtnd's
 //!   sessions up). With ferryd each ping is stored durably four times (A, B,
 //!   B, A), each store ending in a WAL sync.
+//! - **Sync latency**: 200 small overwrites of an allocated file, each
+//!   followed by `fdatasync`, in the same folder. Four of them are the floor
+//!   for a durable ping round trip on this disk (`ferry_ping_floor_ms`).
 //! - **Disk**: `dd bs=1M conv=fdatasync` into the folder the ferryd stores
 //!   live in, before the daemons start. Ferry writes each payload byte of a
 //!   1 MiB bundle about [`FERRY_WRITES_PER_PAYLOAD_BYTE`] times on the way
@@ -167,6 +170,8 @@ pub fn run(args: &LinkArgs) -> Result<ExitCode> {
     eprintln!("ferry: bench link: measuring the disk ({} MiB, fdatasync) in {}", args.dd_mib, work.0.display());
     let disk = measure_disk(&work.0, args.dd_mib)?;
     let disk_mb_s = disk["mb_per_s"].as_f64().unwrap_or(0.0);
+    let sync = measure_sync_latency(&work.0)?;
+    let ping_floor_ms = sync["median_us"].as_f64().map(|us| round3(us * DURABLE_WRITES_PER_PING as f64 / 1000.0));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -209,6 +214,12 @@ pub fn run(args: &LinkArgs) -> Result<ExitCode> {
             "measured_1mib": measured,
         },
         "ceiling_mb_per_s": round3(ceiling),
+        "sync_latency": sync,
+        "ferry_ping_floor_ms": {
+            "ms": ping_floor_ms,
+            "why": "a ping is stored durably four times on its way (at A, at B, its answer at B, at A), each ending \
+                    in a WAL sync that waits for the disk: four times the median sync latency measured here",
+        },
         "ferry_1mib_share_of_ceiling": share,
         "ferry": ferry,
         "dtn7": dtn7,
@@ -893,6 +904,49 @@ fn dtnd_version(bin: &Path) -> Option<String> {
 fn io_write_bytes(pid: u32) -> Option<u64> {
     let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
     io.lines().find_map(|l| l.strip_prefix("write_bytes:")).and_then(|v| v.trim().parse().ok())
+}
+
+/// Durable writes on a ping's way with ferryd: A stores it, B stores it,
+/// B stores its answer, A stores the answer.
+const DURABLE_WRITES_PER_PING: u64 = 4;
+/// Syncs timed by [`measure_sync_latency`].
+const SYNCS_TIMED: usize = 200;
+
+/// The latency of one small durable write, as a write-ahead log does it: 200
+/// bytes overwritten in an already allocated file, then `fdatasync`.
+/// Microseconds: median, 10th and 90th percentile.
+fn measure_sync_latency(dir: &Path) -> Result<Value> {
+    use std::io::{Seek, SeekFrom, Write};
+    let path = dir.join("sync.tmp");
+    let result = (|| -> Result<Value> {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let record = [0x5au8; 200];
+        f.write_all(&vec![0u8; SYNCS_TIMED * record.len()])?;
+        f.sync_all()?;
+        let mut us = Vec::with_capacity(SYNCS_TIMED);
+        for i in 0..SYNCS_TIMED {
+            f.seek(SeekFrom::Start((i * record.len()) as u64))?;
+            f.write_all(&record)?;
+            let t = Instant::now();
+            f.sync_data()?;
+            us.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        us.sort_by(f64::total_cmp);
+        let at = |q: f64| round3(us[((us.len() - 1) as f64 * q) as usize]);
+        Ok(json!({
+            "how": format!("{SYNCS_TIMED} x (200-byte overwrite + fdatasync) in the bench folder"),
+            "median_us": at(0.5),
+            "p10_us": at(0.1),
+            "p90_us": at(0.9),
+        }))
+    })();
+    let _ = std::fs::remove_file(&path);
+    result
 }
 
 /// Writes `mib` MiB with `dd ... conv=fdatasync` into `dir`; its rate.
