@@ -87,9 +87,9 @@
 //! | loss | SF7, no duty cycle | SF7, 1 % | SF12, no duty cycle | SF12, 1 % |
 //! |---|---|---|---|---|
 //! | 0 % | 579 B/s (98 %) | 6.06 B/s (103 %¹) | 25.1 B/s (96 %) | 0.206 B/s (79 %²) |
-//! | 10 % | 460 B/s (78 %) | 6.04 B/s (102 %¹) | 18.9 B/s (72 %) | 0.175 B/s (67 %) |
-//! | 30 % | 210 B/s (36 %) | 3.63 B/s (62 %) | 12.1 B/s (46 %) | 0.126 B/s (48 %) |
-//! | 50 % | 74 B/s (13 %) | 2.26 B/s (38 %) | 4.5 B/s (17 %) | 0.083 B/s (32 %) |
+//! | 10 % | 484 B/s (82 %) | 6.05 B/s (102 %¹) | 17.6 B/s (67 %) | 0.175 B/s (67 %) |
+//! | 30 % | 269 B/s (46 %) | 3.63 B/s (62 %) | 13.4 B/s (51 %) | 0.126 B/s (48 %) |
+//! | 50 % | 126 B/s (21 %) | 2.02 B/s (34 %) | 6.7 B/s (26 %) | 0.083 B/s (32 %) |
 //!
 //! ¹ The run (about 3 h) starts with a quiet hour's budget, which a sliding
 //! window lets go out at once. ² Only three 9 s packets fit the 32.4 s of
@@ -99,7 +99,7 @@
 //! airtime of what is sent again.
 //!
 //! One 10 KiB bundle (44 frames) at 1 %: SF7 17.5 s with a quiet last hour
-//! (22.6 s at 10 % loss), 1.0 h right after other traffic spent the budget;
+//! (21.6 s at 10 % loss), 1.0 h right after other traffic spent the budget;
 //! SF12 14.0 h (15.0 h at 10 % loss, or after spent budget).
 //!
 //! # Neighbours
@@ -149,7 +149,7 @@
 //! | `radio_crc` | `true` | whether the modem appends the LoRa payload CRC (airtime only) |
 //! | `hello_interval_secs` | ≥ 60, a tenth of the budget | between HELLOs |
 //! | `peer_timeout_secs` | 5 HELLO intervals | silence before a neighbour is down |
-//! | `ack_timeout_ms` | 2 full packets + 1 s | wait for an ACK before polling again |
+//! | `ack_timeout_ms` | a full packet + an ACK + 300 ms (SF7: 0.78 s) | wait for an ACK before polling again |
 //! | `max_retries` | `20` | polls in a row without an answer (or *pending* answers) before a transmission fails; the router retries later |
 //! | `max_bundle` | `65536` | largest bundle sent or accepted (the MTU); at most 241664 (1024 frames) |
 //! | `max_reassemblies` | `8` | bundles being reassembled at once |

@@ -126,8 +126,9 @@ impl LinkConfig {
             // Five HELLOs missed in a row: rare even at 50 % loss (3 %).
             peer_timeout_us: hello_interval_us.saturating_mul(5).saturating_add(max_air),
             // The receiver may be sending a full frame when the poll ends;
-            // then its ACK; and a second for serial lines and modem queues.
-            ack_timeout_us: 2 * max_air + 1_000_000,
+            // then its ACK (a bitmap for up to 256 frames); and 300 ms for
+            // serial lines and modem queues.
+            ack_timeout_us: max_air + radio.airtime_us(18 + 32) + 300_000,
             max_retries: 20,
             max_bundle: 64 * 1024,
             max_reassemblies: 8,

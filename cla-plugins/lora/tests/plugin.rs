@@ -83,7 +83,7 @@ struct Node {
 fn settings(device: &Path, extra: &str) -> String {
     format!(
         "device = \"{}\"\nregion = \"none\"\nduty_cycle_percent = 100\ntime_scale = {SCALE}\n\
-         hello_interval_secs = 10\npeer_timeout_secs = 600\nmax_retries = 300\n{extra}",
+         hello_interval_secs = 10\npeer_timeout_secs = 600\nmax_retries = 300\nack_timeout_ms = 2000\n{extra}",
         device.display()
     )
 }

@@ -94,7 +94,7 @@ fn node(dir: &Path, name: &str, device: &Path) -> Ferryd {
         format!(
             "node_id = \"dtn://{name}/\"\n\n[[cla]]\npath = \"{}\"\n[cla.settings]\ndevice = \"{}\"\n\
              region = \"none\"\nduty_cycle_percent = 100\ntime_scale = 100\nhello_interval_secs = 10\n\
-             peer_timeout_secs = 600\nmax_retries = 300\n",
+             peer_timeout_secs = 600\nmax_retries = 300\nack_timeout_ms = 2000\n",
             built("libferry_cla_lora.so").display(),
             device.display()
         ),
