@@ -173,8 +173,10 @@
 //! - **Bad input** — line noise, bad KISS escapes, frames longer than a
 //!   packet, frames with a bad CRC, well-checksummed frames with impossible
 //!   fields, transfers larger than `max_bundle` — is dropped with a warning
-//!   that says what was wrong; nothing in it can panic the plugin or grow
-//!   its memory beyond the limits above.
+//!   that says what was wrong (malformed packets: one line per kind of error
+//!   per minute, with a count of the rest, so that another LoRa network on
+//!   the channel does not flood the log); nothing in it can panic the plugin
+//!   or grow its memory beyond the limits above.
 //!
 //! # Architecture invariant
 //! [`link`], [`frame`], [`airtime`] and [`duty`] do no I/O, spawn no thread

@@ -62,12 +62,14 @@ use ferry_cla_abi::{Outcome, Verdict};
 
 use crate::airtime::RadioParams;
 use crate::duty::DutyCycle;
-use crate::frame::{bitmap_len, short_id, AckStatus, Frame, MAX_CHUNK, MAX_FRAMES, MAX_PACKET};
+use crate::frame::{bitmap_len, short_id, AckStatus, Frame, FrameError, MAX_CHUNK, MAX_FRAMES, MAX_PACKET};
 
 /// Most neighbours tracked at once; HELLOs from more are ignored.
 pub const MAX_NEIGHBOURS: usize = 256;
 /// Most finished transfers remembered for repeated polls.
 pub const MAX_COMPLETED: usize = 1024;
+/// Malformed packets of one kind are logged at most once per this (µs).
+const BAD_PACKET_LOG_US: u64 = 60_000_000;
 /// How much longer than `ack_timeout` to wait between polls while the
 /// receiver's store is deciding.
 const PENDING_POLL_FACTOR: u64 = 10;
@@ -314,6 +316,9 @@ pub struct Link {
     events: VecDeque<Event>,
     /// Frames sent and bytes of airtime, for reports.
     stats: Stats,
+    /// Per kind of malformed packet: when it was last logged, and how many
+    /// were not logged since.
+    bad_logged: HashMap<std::mem::Discriminant<FrameError>, (Option<u64>, u64)>,
 }
 
 /// Counters of one link.
@@ -359,6 +364,7 @@ impl Link {
             acks: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            bad_logged: HashMap::new(),
             cfg,
         }
     }
@@ -406,7 +412,19 @@ impl Link {
             Ok(f) => f,
             Err(e) => {
                 self.stats.bad_packets += 1;
-                self.log(Level::Warn, format!("dropped a {}-byte radio packet: {e}", packet.len()));
+                // Another LoRa network on the channel would otherwise fill
+                // the log: one line per kind of error per minute, with a count.
+                let (last, quiet) = self.bad_logged.entry(std::mem::discriminant(&e)).or_insert((None, 0));
+                if last.is_some_and(|t| t + BAD_PACKET_LOG_US > now) {
+                    *quiet += 1;
+                    return;
+                }
+                let more = match std::mem::replace(quiet, 0) {
+                    0 => String::new(),
+                    n => format!(" ({n} more like it since the last report)"),
+                };
+                *last = Some(now);
+                self.log(Level::Warn, format!("dropped a {}-byte radio packet: {e}{more}", packet.len()));
                 return;
             }
         };
