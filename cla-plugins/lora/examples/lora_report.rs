@@ -17,7 +17,8 @@
 //!   duty cycle off (what the modulation allows) and at EU868's 1 %. The
 //!   workload is a queue of 4 KiB bundles (SF7: 40, SF12: 8 with the duty
 //!   cycle off; SF7: 16, SF12: 2 at 1 %); the clock runs from the first
-//!   transmit to the last acknowledgement.
+//!   transmit to the last acknowledgement. Rows with `half_duplex` model
+//!   radios that are deaf while they send and packets that collide.
 //! - `ten_kib_at_1_percent`: the time from handing one 10 KiB bundle to the
 //!   link until its final ACK, at 1 % over a sliding hour, with a fresh budget
 //!   and with a budget that earlier traffic has just spent.
@@ -83,15 +84,16 @@ fn transfer(net: &mut VirtualNet, count: u64, size: usize, first_id: u64) -> Run
     }
 }
 
-fn goodput_row(sf: u8, duty: f64, loss: f64, count: u64) -> String {
+fn goodput_row(sf: u8, duty: f64, loss: f64, count: u64, half_duplex: bool) -> String {
     let cfg = LinkConfig::new(radio(sf), duty);
     let mut net = pair(&cfg, loss, 1000 + sf as u64 + (loss * 100.0) as u64);
+    net.half_duplex = half_duplex;
     let r = transfer(&mut net, count, 4096, 1);
     let goodput = r.bytes as f64 / r.seconds;
     // What the modulation carries at best: full frames back to back, times the duty cycle.
     let ideal = MAX_CHUNK as f64 / (cfg.radio.airtime_us(MAX_PACKET) as f64 / S) * (duty / 100.0);
     format!(
-        "{{\"sf\":{sf},\"bandwidth_hz\":125000,\"duty_cycle_percent\":{duty},\"loss\":{loss},\"bundles\":{count},\"bundle_bytes\":4096,\
+        "{{\"sf\":{sf},\"bandwidth_hz\":125000,\"duty_cycle_percent\":{duty},\"loss\":{loss},\"half_duplex\":{half_duplex},\"bundles\":{count},\"bundle_bytes\":4096,\
          \"seconds\":{:.1},\"goodput_bytes_per_s\":{:.3},\"of_ideal\":{:.3},\"data_frames\":{},\"retransmitted_frames\":{},\"airtime_s\":{:.1}}}",
         r.seconds,
         goodput,
@@ -130,9 +132,12 @@ fn main() {
     let mut goodput = Vec::new();
     for (sf, count_off, count_duty) in [(7u8, 40u64, 16u64), (12, 8, 2)] {
         for loss in [0.0, 0.1, 0.3, 0.5] {
-            goodput.push(goodput_row(sf, 100.0, loss, count_off));
-            goodput.push(goodput_row(sf, 1.0, loss, count_duty));
+            goodput.push(goodput_row(sf, 100.0, loss, count_off, false));
+            goodput.push(goodput_row(sf, 1.0, loss, count_duty, false));
         }
+        // The same with deaf-while-sending radios whose packets collide.
+        goodput.push(goodput_row(sf, 100.0, 0.1, count_off, true));
+        goodput.push(goodput_row(sf, 1.0, 0.1, count_duty, true));
     }
     let mut ten = Vec::new();
     for sf in [7u8, 12] {

@@ -98,6 +98,12 @@
 //! the budget, not the waiting, is the limit, and loss costs only the
 //! airtime of what is sent again.
 //!
+//! With radios that are deaf while they send and packets that collide
+//! (`half_duplex` in [`vsim`]), two nodes at 10 % loss keep 79 % (SF7) and
+//! 56 % (SF12) of the ideal without a duty cycle, and the same as above at
+//! 1 %. Several nodes sending at once without a duty cycle collide nearly
+//! always unless the modem listens before it talks (RNodes do).
+//!
 //! One 10 KiB bundle (44 frames) at 1 %: SF7 17.5 s with a quiet last hour
 //! (21.6 s at 10 % loss), 1.0 h right after other traffic spent the budget;
 //! SF12 14.0 h (15.0 h at 10 % loss, or after spent budget).

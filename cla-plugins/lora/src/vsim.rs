@@ -7,8 +7,12 @@
 //! `t + airtime` (the end of the packet), unless the seeded RNG drops it for
 //! that receiver (`loss`, independently per receiver and packet). Each node
 //! plays a host that stores instantly after `verdict_delay_us` and answers
-//! `Duplicate` for a bundle it already holds. Collisions and half-duplex
-//! deafness are not modelled; loss stands in for both.
+//! `Duplicate` for a bundle it already holds.
+//!
+//! With `half_duplex` on, radios are also what they are in the field: a node
+//! hears nothing while it transmits, and two packets that overlap in time
+//! destroy each other at every receiver (no capture effect, no carrier
+//! sense — a pessimistic channel; RNodes do listen before they talk).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -78,7 +82,8 @@ impl VNode {
 }
 
 /// A packet on its way: (arrival, order, receiver, bytes), earliest first.
-type InFlight = Reverse<(u64, u64, usize, Vec<u8>)>;
+/// (arrival, order, receiver, sender, start, bytes)
+type InFlight = Reverse<(u64, u64, usize, usize, u64, Vec<u8>)>;
 
 /// The virtual channel and its nodes.
 pub struct VirtualNet {
@@ -92,6 +97,10 @@ pub struct VirtualNet {
     /// Packets delivered and dropped.
     pub delivered: u64,
     pub dropped: u64,
+    /// Deafness and collisions (`half_duplex`): copies destroyed.
+    pub collided: u64,
+    /// Model half-duplex radios and collisions.
+    pub half_duplex: bool,
     /// Every packet put on air: (start, sender, airtime µs, length).
     pub on_air: Vec<(u64, usize, u64, usize)>,
     rng: fastrand::Rng,
@@ -131,6 +140,8 @@ impl VirtualNet {
             verdict_delay_us: 5_000,
             delivered: 0,
             dropped: 0,
+            collided: 0,
+            half_duplex: false,
             on_air: Vec::new(),
             rng: fastrand::Rng::with_seed(seed),
             in_flight: BinaryHeap::new(),
@@ -197,7 +208,11 @@ impl VirtualNet {
     fn step(&mut self) {
         let now = self.now;
         while self.in_flight.peek().is_some_and(|Reverse((at, ..))| *at <= now) {
-            let Some(Reverse((_, _, to, packet))) = self.in_flight.pop() else { break };
+            let Some(Reverse((_, _, to, from, start, packet))) = self.in_flight.pop() else { break };
+            if self.half_duplex && self.interfered(from, start, now) {
+                self.collided += 1;
+                continue;
+            }
             if !self.nodes[to].off {
                 self.nodes[to].link.handle_packet(now, &packet);
             }
@@ -213,6 +228,18 @@ impl VirtualNet {
             }
         }
         self.flush();
+    }
+
+    /// Whether any node but `from` (the receiver itself included: it is deaf
+    /// while it sends) was on air at some time in `[start, end)`.
+    fn interfered(&self, from: usize, start: u64, end: u64) -> bool {
+        let longest = self.nodes.iter().map(|n| n.link.config().radio.airtime_us(crate::frame::MAX_PACKET)).max();
+        let horizon = start.saturating_sub(longest.unwrap_or(0));
+        self.on_air
+            .iter()
+            .rev()
+            .take_while(|p| p.0 >= horizon)
+            .any(|&(s, k, air, _)| k != from && !self.nodes[k].off && s < end && s + air > start)
     }
 
     /// Takes every packet and event the nodes have now.
@@ -252,7 +279,7 @@ impl VirtualNet {
                     }
                     self.delivered += 1;
                     self.order += 1;
-                    self.in_flight.push(Reverse((now + air, self.order, j, packet.clone())));
+                    self.in_flight.push(Reverse((now + air, self.order, j, i, now, packet.clone())));
                 }
             }
             let mut stored_now: Vec<(u64, Verdict)> = Vec::new();
