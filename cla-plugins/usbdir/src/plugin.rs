@@ -160,8 +160,13 @@ fn sync_filesystem(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Parses a `connect` address: `usbdir:PATH`, or `usbdir-sync:NONCE:PATH`
-/// for a sync request whose progress goes to the folder's status file.
-pub fn parse_address(address: &str) -> Result<(PathBuf, Option<String>), String> {
+/// for a sync request whose progress goes to the folder's status file. The
+/// daemon's peer-URL form of the latter, `usbdir-sync://NONCE:PATH/<me>`
+/// (`me` is this node's ID), is taken too.
+pub fn parse_address(address: &str, me: &str) -> Result<(PathBuf, Option<String>), String> {
+    let url_form = address.strip_prefix("usbdir-sync://").and_then(|r| r.strip_suffix(me)?.strip_suffix('/'));
+    let normalized = url_form.map(|r| format!("usbdir-sync:{r}"));
+    let address = normalized.as_deref().unwrap_or(address);
     let (path, nonce) = if let Some(rest) = address.strip_prefix("usbdir-sync:") {
         let (nonce, path) = rest.split_once(':').ok_or_else(|| format!("`{address}`: expected usbdir-sync:NONCE:PATH"))?;
         if nonce.is_empty() || !nonce.bytes().all(|b| b.is_ascii_alphanumeric()) {
@@ -228,7 +233,7 @@ impl Cla for UsbDir {
     }
 
     fn connect(&self, address: &str) -> Result<(), String> {
-        let (path, nonce) = parse_address(address)?;
+        let (path, nonce) = parse_address(address, &self.shared.me)?;
         let mut q = lock(&self.shared.queue);
         if q.stopping {
             return Err("the usbdir plugin is stopping".into());
@@ -498,7 +503,10 @@ impl Worker {
 
     /// `connect`: watch a folder (a sync request also gets a status file).
     fn request(&mut self, path: PathBuf, nonce: Option<String>) {
-        let i = match self.roots.iter().position(|r| r.path == path) {
+        // The same folder by another spelling (a symlink) is the same root.
+        let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+        let wanted = canonical(&path);
+        let i = match self.roots.iter().position(|r| r.path == path || canonical(&r.path) == wanted) {
             Some(i) => i,
             None => {
                 self.host().info(&format!("watching {} as asked", path.display()));
@@ -801,13 +809,20 @@ mod tests {
 
     #[test]
     fn connect_addresses() {
-        assert_eq!(parse_address("usbdir:/media/s").unwrap(), (PathBuf::from("/media/s"), None));
-        assert_eq!(
-            parse_address("usbdir-sync:ab12:/media/s:x").unwrap(),
-            (PathBuf::from("/media/s:x"), Some("ab12".to_owned()))
-        );
-        for bad in ["/media/s", "usbdir:rel", "usbdir-sync:/media/s", "usbdir-sync:a-b:/m", "tcpcl://h:1"] {
-            assert!(parse_address(bad).is_err(), "{bad}");
+        let me = "dtn://me/";
+        assert_eq!(parse_address("usbdir:/media/s", me).unwrap(), (PathBuf::from("/media/s"), None));
+        let sync = (PathBuf::from("/media/s:x"), Some("ab12".to_owned()));
+        assert_eq!(parse_address("usbdir-sync:ab12:/media/s:x", me).unwrap(), sync);
+        assert_eq!(parse_address("usbdir-sync://ab12:/media/s:x/dtn://me/", me).unwrap(), sync);
+        for bad in [
+            "/media/s",
+            "usbdir:rel",
+            "usbdir-sync:/media/s",
+            "usbdir-sync:a-b:/m",
+            "tcpcl://h:1",
+            "usbdir-sync://ab12:/media/s/dtn://other/",
+        ] {
+            assert!(parse_address(bad, me).is_err(), "{bad}");
         }
     }
 }

@@ -70,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ferry/bundles", get(ferry_bundles))
         .route("/ferry/bundle", get(ferry_bundle))
         .route("/ferry/bundle.cbor", get(ferry_bundle_cbor))
+        .route("/ferry/usb/sync", get(usb_sync))
         .route("/ws", get(ws))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
@@ -432,6 +433,27 @@ async fn peers_del(State(st): State<AppState>, Query(q): Query<HashMap<String, S
         Ok(true) => ok("Removed peer"),
         Ok(false) => text(StatusCode::NOT_FOUND, "No such peer"),
         Err(e) => error(e),
+    }
+}
+
+/// `GET /ferry/usb/sync?path=/media/stick&nonce=N` (`ferry usb sync`): the
+/// usbdir plugin looks at that folder now and writes its progress there.
+async fn usb_sync(State(st): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let (Some(path), Some(nonce)) = (q.get("path"), q.get("nonce")) else {
+        return text(StatusCode::BAD_REQUEST, "expected ?path=/absolute/folder&nonce=<letters and digits>");
+    };
+    // Plugins are reached through the peer list: a passing entry under this
+    // node's own ID carries the address to the plugins' `connect`.
+    let eid = st.daemon.node_id().to_string();
+    let addr = format!("{nonce}:{path}");
+    let con_type = PeerType::Dynamic;
+    let peer = ConfiguredPeer { eid: eid.clone(), cla: "usbdir-sync".into(), addr, port: None, con_type, connected: false };
+    let reached = st.daemon.add_peer(peer).await;
+    let removed = st.daemon.remove_peer(&eid).await;
+    match (reached, removed) {
+        (Ok((_, Ok(cla))), Ok(_)) => ok(format!("syncing {path} through the {cla} convergence layer")),
+        (Ok((_, Err(e))), Ok(_)) => text(StatusCode::UNPROCESSABLE_ENTITY, format!("nothing syncs {path}: {e}")),
+        (Err(e), _) | (_, Err(e)) => error(e),
     }
 }
 

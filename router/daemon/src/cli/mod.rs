@@ -9,6 +9,8 @@
 //! - [`decode`]: decode and validate a bundle offline (no daemon involved);
 //! - [`bench`]: measure durable ingest through the API;
 //! - [`bench_link`]: measure a link between two ferryd (and two dtnd, for comparison);
+//! - [`usb`]: sync with a plugged-in stick now (the usbdir plugin);
+//! - [`bench_usb`]: two ferryd through a folder, next to NNCP;
 //! - [`fmt`]: small text helpers shared by the commands (hex, durations, tables).
 //!
 //! Exit codes: 0 success; 1 failure (an error message on stderr), and for
@@ -17,6 +19,7 @@
 
 pub mod bench;
 pub mod bench_link;
+pub mod bench_usb;
 pub mod bundles;
 pub mod client;
 pub mod decode;
@@ -24,6 +27,7 @@ pub mod fmt;
 pub mod recv;
 pub mod send;
 pub mod status;
+pub mod usb;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +69,11 @@ pub enum Command {
         #[command(subcommand)]
         command: BundleCommand,
     },
+    /// Exchange bundles with a USB stick (the usbdir plugin) now.
+    Usb {
+        #[command(subcommand)]
+        command: usb::UsbCommand,
+    },
     /// Measure ferryd's performance.
     Bench {
         #[command(subcommand)]
@@ -95,6 +104,9 @@ pub enum BenchCommand {
     /// Two ferryd on loopback over TCPCLv4, next to two dtn7-rs dtnd: bundles/s,
     /// MB/s, ping round trip and the disk's ceiling, as JSON.
     Link(bench_link::LinkArgs),
+    /// Two ferryd exchanging bundles through a folder (the usbdir plugin),
+    /// next to NNCP (nncp-file, nncp-xfer, nncp-toss) in the same run, as JSON.
+    Usb(bench_usb::UsbArgs),
 }
 
 /// Runs the command line of this process and turns the outcome into an exit code.
@@ -120,5 +132,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bundle { command: BundleCommand::Decode(args) } => Ok(decode::run(&args)),
         Command::Bench { command: BenchCommand::Ingest(args) } => bench::run(&cli.api, &args),
         Command::Bench { command: BenchCommand::Link(args) } => bench_link::run(&args),
+        Command::Bench { command: BenchCommand::Usb(args) } => bench_usb::run(&args),
+        Command::Usb { command } => usb::run(&client::Api::new(&cli.api)?, &command, json),
     }
 }
