@@ -224,6 +224,8 @@ impl Radio {
                 }
             }
             let (packets, events, next) = self.step(tty.is_some());
+            // Events first: a write that fails below must not lose them.
+            self.report(events);
             if let Some(t) = &tty {
                 let mut wire = Vec::new();
                 for p in &packets {
@@ -235,7 +237,6 @@ impl Radio {
                     continue;
                 }
             }
-            self.report(events);
             let mut sleep = next.map_or(MAX_SLEEP, |at| self.shared.clock.until(at)).min(MAX_SLEEP);
             if tty.is_none() {
                 sleep = sleep.min(reopen_at.saturating_duration_since(Instant::now()));
