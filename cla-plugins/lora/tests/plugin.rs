@@ -183,11 +183,9 @@ fn bundle(len: usize, seed: u64) -> Vec<u8> {
     (0..len).map(|_| rng.u8(..)).collect()
 }
 
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ferry-lora-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A folder for one test's device symlinks, removed when dropped.
+fn tempdir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("ferry-lora-{name}-")).tempdir().unwrap()
 }
 
 /// Nodes a and b (and more) up to each other on one channel.
@@ -218,8 +216,9 @@ fn loads_in_process_and_through_dlopen_and_refuses_bad_settings() {
 
 #[test]
 fn a_lossy_channel_delivers_every_bundle_once_and_byte_identical() {
-    let dir = tempdir("lossy");
-    let ch = channel(3, 0.3, 42, &dir);
+    let tmp = tempdir("lossy");
+    let dir = tmp.path();
+    let ch = channel(3, 0.3, 42, dir);
     let p = in_process();
     let a = Node::start(&p, "dtn://a/", &ch.device(0), "");
     let b = Node::start(&p, "dtn://b/", &ch.device(1), "");
@@ -263,8 +262,9 @@ fn a_lossy_channel_delivers_every_bundle_once_and_byte_identical() {
 
 #[test]
 fn the_final_ack_waits_for_the_verdict_and_invalid_bundles_are_refused() {
-    let dir = tempdir("verdict");
-    let ch = channel(2, 0.0, 1, &dir);
+    let tmp = tempdir("verdict");
+    let dir = tmp.path();
+    let ch = channel(2, 0.0, 1, dir);
     let p = in_process();
     let a = Node::start(&p, "dtn://a/", &ch.device(0), "");
     let b = Node::start(&p, "dtn://b/", &ch.device(1), "");
@@ -289,8 +289,9 @@ fn the_final_ack_waits_for_the_verdict_and_invalid_bundles_are_refused() {
 
 #[test]
 fn garbage_oversized_and_malformed_frames_are_logged_and_the_link_goes_on() {
-    let dir = tempdir("garbage");
-    let ch = channel(2, 0.0, 2, &dir);
+    let tmp = tempdir("garbage");
+    let dir = tmp.path();
+    let ch = channel(2, 0.0, 2, dir);
     let p = in_process();
     let a = Node::start(&p, "dtn://a/", &ch.device(0), "");
     let b = Node::start(&p, "dtn://b/", &ch.device(1), "");
@@ -339,8 +340,9 @@ fn garbage_oversized_and_malformed_frames_are_logged_and_the_link_goes_on() {
 
 #[test]
 fn an_unplugged_modem_fails_its_transfers_and_is_reopened() {
-    let dir = tempdir("unplug");
-    let ch = channel(2, 0.0, 3, &dir);
+    let tmp = tempdir("unplug");
+    let dir = tmp.path();
+    let ch = channel(2, 0.0, 3, dir);
     let p = in_process();
     let extra = "reopen_max_secs = 1\n";
     let a = Node::start(&p, "dtn://a/", &ch.device(0), extra);
@@ -363,14 +365,15 @@ fn an_unplugged_modem_fails_its_transfers_and_is_reopened() {
 
 #[test]
 fn a_missing_device_is_retried_and_stop_fails_what_is_queued_once() {
-    let dir = tempdir("stop");
+    let tmp = tempdir("stop");
+    let dir = tmp.path();
     let p = in_process();
     let missing = dir.join("no-such-modem");
     let lonely = Node::start(&p, "dtn://l/", &missing, "reopen_max_secs = 1\n");
     wait(&[&lonely], "the warning", || lonely.logs().contains("cannot open modem"));
     lonely.inst.stop();
 
-    let ch = channel(2, 0.0, 4, &dir);
+    let ch = channel(2, 0.0, 4, dir);
     let a = Node::start(&p, "dtn://a/", &ch.device(0), "");
     let b = Node::start(&p, "dtn://b/", &ch.device(1), "");
     up(&[&a, &b], &["dtn://a/", "dtn://b/"]);

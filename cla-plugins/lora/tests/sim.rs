@@ -50,11 +50,9 @@ impl End {
     }
 }
 
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("ferry-lora-sim-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A folder for one test's device symlinks, removed when dropped.
+fn tempdir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("ferry-lora-sim-{name}-")).tempdir().unwrap()
 }
 
 fn cfg(nodes: usize, loss: f64, time_scale: u32) -> ChannelConfig {
@@ -63,9 +61,10 @@ fn cfg(nodes: usize, loss: f64, time_scale: u32) -> ChannelConfig {
 
 #[test]
 fn a_packet_reaches_every_other_node_after_its_airtime() {
-    let dir = tempdir("broadcast");
+    let tmp = tempdir("broadcast");
+    let dir = tmp.path();
     // Scale 10: a 200-byte SF7 packet (323.1 ms on air) takes 32 ms.
-    let ch = SimChannel::start(cfg(3, 0.0, 10), &dir).unwrap();
+    let ch = SimChannel::start(cfg(3, 0.0, 10), dir).unwrap();
     let mut ends: Vec<End> = (0..3).map(|i| End::open(&ch.device(i))).collect();
     let packet: Vec<u8> = (0..200u32).map(|i| (i * 7) as u8).collect();
     let sent = Instant::now();
@@ -83,8 +82,9 @@ fn a_packet_reaches_every_other_node_after_its_airtime() {
 
 #[test]
 fn loss_is_per_receiver_and_what_a_modem_refuses_is_refused() {
-    let dir = tempdir("loss");
-    let ch = SimChannel::start(cfg(2, 1.0, 1000), &dir).unwrap();
+    let tmp = tempdir("loss");
+    let dir = tmp.path();
+    let ch = SimChannel::start(cfg(2, 1.0, 1000), dir).unwrap();
     let mut a = End::open(&ch.device(0));
     let b = End::open(&ch.device(1));
     for _ in 0..20 {
@@ -105,8 +105,9 @@ fn loss_is_per_receiver_and_what_a_modem_refuses_is_refused() {
 
 #[test]
 fn unplugging_removes_the_device_and_replugging_brings_it_back() {
-    let dir = tempdir("unplug");
-    let ch = SimChannel::start(cfg(2, 0.0, 1000), &dir).unwrap();
+    let tmp = tempdir("unplug");
+    let dir = tmp.path();
+    let ch = SimChannel::start(cfg(2, 0.0, 1000), dir).unwrap();
     let dev = ch.device(1);
     let b = End::open(&dev);
     ch.unplug(1);
