@@ -474,13 +474,13 @@ fn run_relay(state: &Mutex<RelayState>, stop: &AtomicBool) {
                 let _ = rustix::event::poll(&mut fds, Some(&ts));
             }
         }
-        for i in 0..2 {
+        for (i, budget_at) in budget_at.iter_mut().enumerate() {
             // Read from side i (bounded by the pacing budget).
             let Some(p) = &s.ends[i] else { continue };
             let mut room = buf.len();
             if s.faults.pace > 0 {
                 let now = Instant::now();
-                let earned = now.duration_since(budget_at[i]).as_secs_f64() * s.faults.pace as f64;
+                let earned = now.duration_since(*budget_at).as_secs_f64() * s.faults.pace as f64;
                 room = room.min(earned as usize);
                 if room == 0 {
                     continue;
@@ -491,7 +491,7 @@ fn run_relay(state: &Mutex<RelayState>, stop: &AtomicBool) {
                     if s.faults.pace > 0 {
                         let spent = Duration::from_secs_f64(n as f64 / s.faults.pace as f64);
                         // No credit for idle time beyond 10 ms: a line does not save up.
-                        budget_at[i] = (budget_at[i] + spent).max(Instant::now() - Duration::from_millis(10));
+                        *budget_at = (*budget_at + spent).max(Instant::now() - Duration::from_millis(10));
                     }
                     if s.faults.cut {
                         continue;
