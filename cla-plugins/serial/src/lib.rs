@@ -72,7 +72,8 @@
 //! - **Noise and hostile input** (garbage, bad CRCs, overlong frames, frames
 //!   that break the protocol, absurd declared lengths): the frame is dropped
 //!   and counted; a summary is logged as a warning at most every 5 s
-//!   ("dropped 12 frames from the line …; last: CRC-32C mismatch …"). A
+//!   ("dropped 12 frames from the line …; last: CRC-32C mismatch …"; while
+//!   no session is up it asks whether both ends use the same baud rate). A
 //!   transfer that breaks the stream rules is refused with RESULT `Invalid`,
 //!   logged, and the link stays up.
 //!

@@ -894,7 +894,12 @@ impl Link {
                 drops.count, drops.last
             )
         };
-        self.log(LOG_WARN, msg);
+        let hint = if self.phase == Phase::Handshake {
+            " (no session is up: do both ends use the same baud rate?)"
+        } else {
+            ""
+        };
+        self.log(LOG_WARN, format!("{msg}{hint}"));
     }
 }
 

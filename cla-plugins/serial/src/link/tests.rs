@@ -666,6 +666,16 @@ fn garbage_is_dropped_and_summarised_not_logged_per_frame() {
 }
 
 #[test]
+fn noise_before_any_session_suggests_checking_the_baud_rate() {
+    let mut link = Link::new(config("dtn://a/", 1)).unwrap();
+    link.handle_open(0);
+    link.handle_bytes(0, b"\xc0\x00garbled at the wrong speed\xc0");
+    let logs: Vec<Event> = std::iter::from_fn(|| link.poll_event()).collect();
+    let w = warnings(&logs);
+    assert!(w.len() == 1 && w[0].contains("same baud rate"), "{w:?}");
+}
+
+#[test]
 fn a_hello_of_another_version_is_ignored_with_one_warning() {
     let mut link = Link::new(config("dtn://a/", 1)).unwrap();
     link.handle_open(0);
