@@ -11,7 +11,7 @@ mod api_support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use api_support::{binary_payload, payload_of, Ferryd};
+use api_support::{binary_payload, Ferryd};
 
 fn target_dir() -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_ferryd")).parent().expect("target/<profile>").to_path_buf()
@@ -48,20 +48,6 @@ fn tcp_cla(listen: u16, peers: &[u16]) -> String {
     )
 }
 
-/// Waits (bounded) for one bundle on `svc` and returns its payload.
-fn receive(f: &Ferryd, svc: &str, limit: Duration) -> Vec<u8> {
-    let mut got = None;
-    f.eventually(&format!("a bundle on {svc}"), limit, || {
-        let a = f.get(&format!("/endpoint?{svc}"));
-        if a.status == 200 && a.body != b"Nothing to receive" {
-            got = Some(payload_of(&a.body));
-            true
-        } else {
-            false
-        }
-    });
-    got.expect("received")
-}
 
 #[test]
 fn two_nodes_exchange_bundles_over_tcpcl_both_ways() {
@@ -78,10 +64,10 @@ fn two_nodes_exchange_bundles_over_tcpcl_both_ways() {
         let payload = binary_payload(len);
         let sent = a.post("/send?dst=dtn://beta/incoming&lifetime=1h", payload.clone());
         assert_eq!(sent.status, 200, "{}", sent.text());
-        assert_eq!(receive(&b, "incoming", Duration::from_secs(30)), payload, "{len} B alpha -> beta");
+        assert_eq!(b.receive("incoming", Duration::from_secs(30)), payload, "{len} B alpha -> beta");
         let back = b.post("/send?dst=dtn://alpha/incoming&lifetime=1h", payload.clone());
         assert_eq!(back.status, 200, "{}", back.text());
-        assert_eq!(receive(&a, "incoming", Duration::from_secs(30)), payload, "{len} B beta -> alpha");
+        assert_eq!(a.receive("incoming", Duration::from_secs(30)), payload, "{len} B beta -> alpha");
     }
     // Forwarded bundles leave the sender's store (the destination node has them).
     a.eventually("alpha's store to empty", Duration::from_secs(10), || a.bundle_ids().is_empty());
@@ -101,7 +87,7 @@ fn a_bundle_waits_for_its_peer_and_goes_when_it_appears() {
     let added = a.get(&format!("/peers/add?p=tcp://127.0.0.1:{pb}/beta&p_t=STATIC"));
     assert_eq!(added.status, 200, "{}", added.text());
     assert!(added.text().contains("connecting through the tcp convergence layer"), "{}", added.text());
-    assert_eq!(receive(&b, "inbox", Duration::from_secs(30)), b"store, carry, forward");
+    assert_eq!(b.receive("inbox", Duration::from_secs(30)), b"store, carry, forward");
     let peers = a.get("/status/peers").json();
     assert_eq!(peers["dtn://beta/"]["connected"], true, "{peers}");
 }
@@ -129,7 +115,7 @@ fn plugins_that_cannot_load_are_reported_and_the_node_keeps_running() {
     assert!(log.contains("no_such_setting"), "the bad settings table is named: {log}");
     // The one good plugin works.
     assert_eq!(a.post("/send?dst=dtn://beta/in", b"still here".to_vec()).status, 200);
-    assert_eq!(receive(&b, "in", Duration::from_secs(30)), b"still here");
+    assert_eq!(b.receive("in", Duration::from_secs(30)), b"still here");
 }
 
 #[test]

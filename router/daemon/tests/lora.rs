@@ -23,7 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use api_support::{binary_payload, payload_of, Ferryd};
+use api_support::{binary_payload, Ferryd};
 
 fn built(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_BIN_EXE_ferryd")).parent().expect("target/<profile>");
@@ -103,20 +103,6 @@ fn node(dir: &Path, name: &str, device: &Path) -> Ferryd {
     Ferryd::start_with(&dir.join(name), &["--config", cfg.to_str().unwrap()])
 }
 
-/// Waits (bounded) for one bundle on `svc` and returns its payload.
-fn receive(f: &Ferryd, svc: &str, limit: Duration) -> Vec<u8> {
-    let mut got = None;
-    f.eventually(&format!("a bundle on {svc}"), limit, || {
-        let a = f.get(&format!("/endpoint?{svc}"));
-        if a.status == 200 && a.body != b"Nothing to receive" {
-            got = Some(payload_of(&a.body));
-            true
-        } else {
-            false
-        }
-    });
-    got.expect("received")
-}
 
 #[test]
 fn two_ferryd_exchange_bundles_over_a_lossy_simulated_lora_channel() {
@@ -133,10 +119,10 @@ fn two_ferryd_exchange_bundles_over_a_lossy_simulated_lora_channel() {
         let payload = binary_payload(len);
         let sent = a.post("/send?dst=dtn://beta/incoming&lifetime=1h", payload.clone());
         assert_eq!(sent.status, 200, "{}", sent.text());
-        assert_eq!(receive(&b, "incoming", Duration::from_secs(120)), payload, "{len} B alpha -> beta");
+        assert_eq!(b.receive("incoming", Duration::from_secs(120)), payload, "{len} B alpha -> beta");
         let back = b.post("/send?dst=dtn://alpha/incoming&lifetime=1h", payload.clone());
         assert_eq!(back.status, 200, "{}", back.text());
-        assert_eq!(receive(&a, "incoming", Duration::from_secs(120)), payload, "{len} B beta -> alpha");
+        assert_eq!(a.receive("incoming", Duration::from_secs(120)), payload, "{len} B beta -> alpha");
     }
     // Each delivered once: nothing more waits on either endpoint.
     for f in [&a, &b] {

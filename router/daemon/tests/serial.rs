@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use api_support::{binary_payload, payload_of, Ferryd};
+use api_support::{binary_payload, Ferryd};
 
 fn serial_plugin() -> PathBuf {
     let dir = Path::new(env!("CARGO_BIN_EXE_ferryd")).parent().expect("target/<profile>").to_path_buf();
@@ -162,19 +162,6 @@ fn node(dir: &Path, name: &str, device: &Path) -> Ferryd {
     Ferryd::start_with(&dir.join(name), &["--config", cfg.to_str().unwrap()])
 }
 
-fn receive(f: &Ferryd, svc: &str) -> Vec<u8> {
-    let mut got = None;
-    f.eventually(&format!("a bundle on {svc}"), Duration::from_secs(60), || {
-        let a = f.get(&format!("/endpoint?{svc}"));
-        if a.status == 200 && a.body != b"Nothing to receive" {
-            got = Some(payload_of(&a.body));
-            true
-        } else {
-            false
-        }
-    });
-    got.expect("received")
-}
 
 #[test]
 fn two_ferryd_exchange_bundles_over_a_serial_line_both_ways() {
@@ -191,17 +178,17 @@ fn two_ferryd_exchange_bundles_over_a_serial_line_both_ways() {
         let payload = binary_payload(len);
         let sent = a.post("/send?dst=dtn://beta/incoming&lifetime=1h", payload.clone());
         assert_eq!(sent.status, 200, "{}", sent.text());
-        assert!(receive(&b, "incoming") == payload, "{len} B alpha -> beta differs");
+        assert!(b.receive("incoming", Duration::from_secs(60)) == payload, "{len} B alpha -> beta differs");
         let back = b.post("/send?dst=dtn://alpha/incoming&lifetime=1h", payload.clone());
         assert_eq!(back.status, 200, "{}", back.text());
-        assert!(receive(&a, "incoming") == payload, "{len} B beta -> alpha differs");
+        assert!(a.receive("incoming", Duration::from_secs(60)) == payload, "{len} B beta -> alpha differs");
     }
     // Line noise into beta's line: logged there, and the link keeps serving.
     relay.inject(1, b"\xc0\x00static on the line\xc0 more noise without delimiters");
     b.eventually("the noise to be logged", Duration::from_secs(30), || b.log_text().contains("dropped a frame"));
     let after = binary_payload(5000);
     assert_eq!(a.post("/send?dst=dtn://beta/incoming&lifetime=1h", after.clone()).status, 200);
-    assert!(receive(&b, "incoming") == after, "after the noise");
+    assert!(b.receive("incoming", Duration::from_secs(60)) == after, "after the noise");
     // Forwarded bundles leave the sender's store: the other node has them.
     a.eventually("alpha's store to empty", Duration::from_secs(30), || a.bundle_ids().is_empty());
     b.eventually("beta's store to empty", Duration::from_secs(30), || b.bundle_ids().is_empty());

@@ -168,6 +168,23 @@ impl Ferryd {
         panic!("timed out waiting for {what}; log:\n{}", self.log_text());
     }
 
+    /// Waits (bounded) for one bundle on the registered endpoint `svc`
+    /// (polling `/endpoint`) and returns its payload.
+    #[allow(dead_code)] // not every test binary receives
+    pub fn receive(&self, svc: &str, limit: Duration) -> Vec<u8> {
+        let mut got = None;
+        self.eventually(&format!("a bundle on {svc}"), limit, || {
+            let a = self.get(&format!("/endpoint?{svc}"));
+            if a.status == 200 && a.body != b"Nothing to receive" {
+                got = Some(payload_of(&a.body));
+                true
+            } else {
+                false
+            }
+        });
+        got.expect("received")
+    }
+
     /// Sends SIGTERM.
     pub fn sigterm(&self) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
