@@ -27,6 +27,9 @@
 //!   at a time, after three pings that are not counted (they bring dtnd's
 //!   sessions up). With ferryd each ping is stored durably four times (A, B,
 //!   B, A), each store ending in a WAL sync.
+//!   Each size also reports `disk_bound_mb_per_s` (that rate divided by
+//!   the bytes both daemons wrote per payload byte in that phase) and the
+//!   share of it reached.
 //! - **Sync latency**: 200 small bundles stored one at a time in a fresh
 //!   RocksDB store in the same folder, each put waiting for its WAL sync.
 //!   Four of them are the floor for a durable ping round trip on this disk
@@ -185,9 +188,16 @@ pub fn run(args: &LinkArgs) -> Result<ExitCode> {
     let plan = Plan::new(args, max_time);
 
     eprintln!("ferry: bench link: ferryd -> ferryd over TCPCLv4");
-    let ferry = plan.run(&runtime, &work.0.join("ferry"), args.keep, true, &|dir: &Path| {
+    let mut ferry = plan.run(&runtime, &work.0.join("ferry"), args.keep, true, &|dir: &Path| {
         Pair::ferryd(&ferryd, &plugin, dir, &args.log)
     })?;
+    // How close each size came to what the disk allows: its durable write
+    // rate divided by the bytes both daemons wrote per payload byte.
+    for p in ferry["throughput"].as_array_mut().into_iter().flatten() {
+        let bound = p["written_per_payload_byte"].as_f64().filter(|w| *w > 0.0).map(|w| disk_mb_s / w);
+        p["disk_bound_mb_per_s"] = json!(bound.map(round3));
+        p["share_of_disk_bound"] = json!(bound.zip(p["mb_per_s"].as_f64()).map(|(b, mb)| round3(mb / b)));
+    }
 
     let dtn7 = match &dtnd {
         Some(dtnd) => {
