@@ -67,7 +67,9 @@
 //! every other mailbox becomes a peer of the node; when it disappears, they
 //! go down. `ferry usb sync PATH` (through ferryd's API, and the plugin's
 //! `connect` with `usbdir-sync:NONCE:PATH`) looks right away, at the
-//! configured folder or at any other, and reports progress.
+//! configured folder or at any other, then every 250 ms (or
+//! `poll_interval_ms` if shorter) until nothing has moved for two looks, and
+//! reports progress.
 //!
 //! # Who carries what: peers and the data mule
 //!

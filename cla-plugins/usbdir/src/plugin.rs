@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ferry_cla_abi::{Cla, FerryClaDescriptor, Host, Outcome, PeerUp, Verdict};
 use ferry_core::bundle::BundleId;
@@ -53,6 +53,8 @@ const ROOM_FILES: usize = 1024;
 const ROOM_BYTES: u64 = 128 << 20;
 /// Polls without any movement before a sync request counts as done.
 const QUIET_POLLS: u32 = 2;
+/// How often a folder is looked at while a sync request runs.
+const SYNC_POLL: Duration = Duration::from_millis(250);
 
 /// The USB-folder convergence-layer plugin. See the [crate documentation](crate).
 pub struct UsbDir {
@@ -368,7 +370,9 @@ impl Worker {
             }
             if poll || again {
                 self.poll();
-                next_poll = Instant::now() + interval;
+                // A sync request is followed closely, whatever the interval.
+                let syncing = self.roots.iter().any(|r| r.sync.is_some());
+                next_poll = Instant::now() + if syncing { interval.min(SYNC_POLL) } else { interval };
             }
         }
         // Stopping: peers go down with the plugin; queued writes fail in `stop`.

@@ -287,3 +287,34 @@ fn an_unreadable_folder_is_logged_and_the_node_keeps_serving() {
     assert_eq!(occurrences(&log, "is not a folder"), 1, "{log}");
     assert_eq!(b.get_ok("/status/nodeid").trim(), "dtn://beta/");
 }
+
+#[test]
+fn ferry_usb_sync_deals_with_a_stick_now_and_reports_what_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let stick = dir.path().join("stick");
+    // Looked at once an hour: only `ferry usb sync` makes it look sooner.
+    let clas = usbdir_cla(&stick, &dir.path().join("b-state"), &[]).replace("poll_interval_ms = 200", "poll_interval_ms = 3600000");
+    let b = node(dir.path(), "beta", &clas);
+    b.get_ok("/register?in");
+    b.eventually("the plugin's first look at the folder", WAIT, || b.log_text().contains("watching"));
+    let path = drop_bundle(&mailbox(&stick, "dtn://beta/", "dtn://alpha/"), &bundle("dtn://alpha/", "dtn://beta/in", 1, 3_600_000, b"now"));
+    std::fs::write(path.with_file_name("junk.txt"), "junk").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["--api", &format!("http://{}", b.addr), "usb", "sync", "--timeout", "60s"])
+        .arg(&stick)
+        .output()
+        .expect("run ferry");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("1 bundles taken, 0 written, 1 unusable files left in place"), "{stdout}");
+    assert!(!path.exists());
+    assert_eq!(receive(&b, "in"), b"now");
+    // A folder that is not there is a clear error, not a hang.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["--api", &format!("http://{}", b.addr), "usb", "sync", "--timeout", "60s"])
+        .arg(dir.path().join("no-stick"))
+        .output()
+        .expect("run ferry");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such folder"), "{}", String::from_utf8_lossy(&out.stderr));
+}
