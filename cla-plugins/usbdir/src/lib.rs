@@ -54,9 +54,11 @@
 //! complete copy under the same name is read again and wins.
 //!
 //! **Writing.** A bundle goes to `<folder>/<to>/<this node>/<sha256>.<n>.part`,
-//! then — for all files written meanwhile at once — `syncfs`, rename to
-//! `<sha256>.bundle`, `syncfs` again. The transmission counts as sent only
-//! after that; if anything fails (the stick is pulled mid-write) it is
+//! then — for all files written meanwhile at once — every file is synced
+//! (`fdatasync`, 16 side by side, which the filesystem merges into a few
+//! journal commits; unlike `syncfs` this does not wait for other programs'
+//! dirty data), renamed to `<sha256>.bundle`, and the folders holding them
+//! synced. The transmission counts as sent only after that; if anything fails (the stick is pulled mid-write) it is
 //! reported failed and the node sends the bundle again at the next
 //! opportunity, so nothing is lost. A bundle already on the stick for that
 //! node (same bundle ID written this session, or the same bytes already

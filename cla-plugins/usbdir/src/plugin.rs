@@ -10,8 +10,8 @@
 //!
 //! - `transmit` writes the bundle to a `.part` file in the calling thread
 //!   (the bytes go straight from the host's buffer to the page cache; no copy
-//!   is kept) and queues it; the worker makes every queued file durable at
-//!   once (`syncfs`), renames them, syncs again, and only then reports
+//!   is kept) and queues it; the worker makes every queued file durable
+//!   (their syncs side by side), renames them, syncs their folders, and only then reports
 //!   `Sent`. A file that could not be written, synced or renamed is reported
 //!   `Failed`, so the node sends it again later; nothing is lost when a stick
 //!   is pulled mid-write.
@@ -27,7 +27,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::CStr;
 use std::fs::File;
 use std::io::Write as _;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -53,6 +52,8 @@ const ROOM_FILES: usize = 1024;
 const ROOM_BYTES: u64 = 128 << 20;
 /// Polls without any movement before a sync request counts as done.
 const QUIET_POLLS: u32 = 2;
+/// Threads that sync or remove files at once.
+const PARALLEL: usize = 16;
 /// How often a folder is looked at while a sync request runs.
 const SYNC_POLL: Duration = Duration::from_millis(250);
 
@@ -123,6 +124,8 @@ struct Root {
     /// Problems already logged (logged again only once they went away and came back).
     troubles: BTreeSet<String>,
     sync: Option<SyncProgress>,
+    /// Files the last scan left for want of room.
+    waiting: usize,
 }
 
 struct SyncProgress {
@@ -150,15 +153,20 @@ fn default_state_dir() -> PathBuf {
     home.join(".local/share/ferry/usbdir")
 }
 
-/// `syncfs(2)` on the filesystem holding `dir`: every dirty page and inode on
-/// it reaches the device, in one call however many files were written.
-fn sync_filesystem(dir: &Path) -> std::io::Result<()> {
-    let f = File::open(dir)?;
-    // SAFETY: syncfs on a descriptor we own for the duration of the call.
-    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
-        return Err(std::io::Error::last_os_error());
+/// Runs `f` on every item, [`PARALLEL`] threads at once (file syncs and
+/// unlinks wait on the device; side by side they share its round trips).
+/// Returns the messages of the calls that failed.
+fn in_parallel<T: Sync>(items: &[T], f: impl Fn(&T) -> Option<String> + Sync) -> Vec<String> {
+    if items.len() <= 1 {
+        return items.iter().filter_map(&f).collect();
     }
-    Ok(())
+    let chunk = items.len().div_ceil(PARALLEL);
+    let f = &f;
+    std::thread::scope(|s| {
+        let workers: Vec<_> =
+            items.chunks(chunk).map(|part| s.spawn(move || part.iter().filter_map(f).collect::<Vec<_>>())).collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|_| vec!["a file operation panicked".into()])).collect()
+    })
 }
 
 /// Parses a `connect` address: `usbdir:PATH`, or `usbdir-sync:NONCE:PATH`
@@ -404,6 +412,7 @@ impl Worker {
             }
             drop(q);
             let written = sent.iter().filter(|(_, ok)| *ok).count() as u64;
+            self.host().debug(&format!("{written} of {n} bundle files durable on {}", root.display()));
             if let Some(r) = self.roots.iter_mut().find(|r| r.path == root) {
                 if let Some(s) = &mut r.sync {
                     s.status.written += written;
@@ -417,10 +426,15 @@ impl Worker {
     }
 
     fn flush_root(&mut self, root: &Path, batch: Vec<Write>) -> Vec<(Write, bool)> {
-        if let Err(e) = sync_filesystem(root) {
+        // Every file synced on its own, many at once: the filesystem merges
+        // concurrent syncs into few journal commits, and nothing else dirty
+        // on it (another program's writes) is waited for, as syncfs would.
+        let failed = in_parallel(&batch, |w| {
+            File::open(&w.part).and_then(|f| f.sync_data()).err().map(|e| format!("{}: {e}", w.part.display()))
+        });
+        if let Some(e) = failed.first() {
             self.host().warn(&format!(
-                "{}: syncing {} new bundle files failed ({e}); the node sends them again later",
-                root.display(),
+                "syncing {} new bundle files failed ({e}); the node sends them again later",
                 batch.len()
             ));
             for w in &batch {
@@ -439,12 +453,24 @@ impl Worker {
                 }
             }
         }
-        if out.iter().any(|(_, ok)| *ok) {
-            if let Err(e) = sync_filesystem(root) {
-                self.host().warn(&format!("{}: syncing renamed bundle files failed ({e}); sent again later", root.display()));
-                for (_, ok) in &mut out {
-                    *ok = false;
-                }
+        // The renames, and folders made for them, are durable once the
+        // folders holding them are synced.
+        let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+        for (w, _) in out.iter().filter(|(_, ok)| *ok) {
+            let mut d = w.dest.parent();
+            while let Some(dir) = d.filter(|d| d.starts_with(root)) {
+                dirs.insert(dir.to_owned());
+                d = dir.parent();
+            }
+        }
+        let dirs: Vec<PathBuf> = dirs.into_iter().collect();
+        let failed = in_parallel(&dirs, |d| {
+            File::open(d).and_then(|f| f.sync_all()).err().map(|e| format!("{}: {e}", d.display()))
+        });
+        if let Some(e) = failed.first() {
+            self.host().warn(&format!("syncing renamed bundle files failed ({e}); sent again later"));
+            for (_, ok) in &mut out {
+                *ok = false;
             }
         }
         out
@@ -484,22 +510,35 @@ impl Worker {
             ));
             return false;
         }
+        let n = taken.len();
+        let mut by_root: HashMap<PathBuf, Vec<PathBuf>> = HashMap::new();
         for h in taken {
-            self.remove_taken(&h.root, &h.entry.path);
+            by_root.entry(h.root).or_default().push(h.entry.path);
         }
-        true
+        for (root, paths) in by_root {
+            self.remove_taken(&root, &paths);
+        }
+        self.host().debug(&format!("{n} bundles durable at the node; their files removed"));
+        self.roots.iter().any(|r| r.waiting > 0)
     }
 
-    fn remove_taken(&mut self, root: &Path, path: &Path) {
-        match std::fs::remove_file(path) {
-            Ok(()) => {}
+    /// Removes the files of taken bundles. An unlink of a file whose blocks
+    /// are on disk can wait for the device (discard), so they are removed
+    /// several at once.
+    fn remove_taken(&mut self, root: &Path, paths: &[PathBuf]) {
+        let failures = in_parallel(paths, |p| match std::fs::remove_file(p) {
             // The stick was pulled: the file stays, and is recognised next time.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => self.host().warn(&format!("{}: taken, but cannot be removed: {e}", path.display())),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Some(format!("{}: taken, but cannot be removed: {e}", p.display()))
+            }
+            _ => None,
+        });
+        for f in failures {
+            self.host().warn(&f);
         }
         if let Some(r) = self.roots.iter_mut().find(|r| r.path == root) {
             if let Some(s) = &mut r.sync {
-                s.status.taken += 1;
+                s.status.taken += paths.len() as u64;
                 s.moved = true;
             }
         }
@@ -667,6 +706,7 @@ impl Worker {
         let room = Room { files: ROOM_FILES, bytes: ROOM_BYTES };
         let max = self.shared.settings.max_bundle_size;
         let plan = self.roots[i].inbox.plan(listing, max, room);
+        self.roots[i].waiting = plan.waiting;
         for (e, why) in &plan.report {
             self.shared.host.warn(&format!("{}: {why}", e.path.display()));
             if let Some(s) = &mut self.roots[i].sync {
@@ -674,6 +714,7 @@ impl Worker {
             }
         }
         let now = now_unix_ms();
+        let mut handed = 0;
         for e in plan.read {
             let FileKind::Bundle { hash } = name::classify(&e.name) else { continue };
             let checked = match std::fs::read(&e.path) {
@@ -697,7 +738,7 @@ impl Worker {
             if self.taken.contains(&v.id.to_string()) {
                 // A copy of a bundle taken before: removed, not delivered twice.
                 self.shared.host.debug(&format!("{}: bundle {} was taken before; removing the copy", e.path.display(), v.id));
-                self.remove_taken(&path, &e.path);
+                self.remove_taken(&path, std::slice::from_ref(&e.path));
                 continue;
             }
             if self.roots[i].inbox.is_pending(&v.id) {
@@ -711,6 +752,10 @@ impl Worker {
             self.roots[i].inbox.handed_over(&e, v.id.clone());
             self.tokens.insert(token, Handed { root: path.clone(), entry: e, id: v.id, expires_unix_ms: v.expires_unix_ms });
             self.shared.host.bundle_received(from, &bytes, token);
+            handed += 1;
+        }
+        if handed > 0 {
+            self.shared.host.debug(&format!("{handed} bundles from {} handed to the node", mailbox.display()));
         }
         Some(plan.waiting + self.roots[i].inbox.pending())
     }
@@ -760,6 +805,7 @@ impl Root {
             inbox: Inbox::new(),
             troubles: BTreeSet::new(),
             sync: None,
+            waiting: 0,
         }
     }
 }
