@@ -55,7 +55,7 @@
 //!
 //! **Writing.** A bundle goes to `<folder>/<to>/<this node>/<sha256>.<n>.part`,
 //! then — for all files written meanwhile at once — every file is synced
-//! (`fdatasync`, 16 side by side, which the filesystem merges into a few
+//! (`fdatasync`, up to 64 side by side, which the filesystem merges into a few
 //! journal commits; unlike `syncfs` this does not wait for other programs'
 //! dirty data), renamed to `<sha256>.bundle`, and the folders holding them
 //! synced. The transmission counts as sent only after that; if anything fails (the stick is pulled mid-write) it is

@@ -53,7 +53,7 @@ const ROOM_BYTES: u64 = 128 << 20;
 /// Polls without any movement before a sync request counts as done.
 const QUIET_POLLS: u32 = 2;
 /// Threads that sync or remove files at once.
-const PARALLEL: usize = 16;
+const PARALLEL: usize = 64;
 /// How often a folder is looked at while a sync request runs.
 const SYNC_POLL: Duration = Duration::from_millis(250);
 
