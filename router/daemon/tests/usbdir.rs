@@ -13,7 +13,7 @@ mod api_support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use api_support::{binary_payload, bundle, payload_of, Ferryd};
+use api_support::{binary_payload, bundle, Ferryd};
 use ferry_cla_usbdir::name::{bundle_file, content_hash, encode_node};
 use ferry_cla_usbdir::sync::{SyncStatus, SYNC_STATUS_FILE};
 
@@ -82,19 +82,6 @@ fn sync(f: &Ferryd, folder: &Path, nonce: &str) -> SyncStatus {
     last.expect("a final report")
 }
 
-/// Takes one bundle from `svc` at `f`, waiting (bounded) for it.
-fn receive(f: &Ferryd, svc: &str) -> Vec<u8> {
-    let mut got = None;
-    f.eventually(&format!("a bundle on {svc}"), WAIT, || {
-        let a = f.get(&format!("/endpoint?{svc}"));
-        if a.status == 200 && a.body != b"Nothing to receive" {
-            got = Some(payload_of(&a.body));
-        }
-        got.is_some()
-    });
-    got.expect("received")
-}
-
 fn nothing_on(f: &Ferryd, svc: &str) -> bool {
     f.get(&format!("/endpoint?{svc}")).body == b"Nothing to receive"
 }
@@ -139,7 +126,7 @@ fn bundles_travel_on_a_stick_plugged_into_one_node_then_the_other() {
     // Moved to B: B takes its own bundles and the one it carries for far.
     std::fs::rename(&at_a, &at_b).unwrap();
     let inbox = mailbox(&at_b, "dtn://beta/", "dtn://alpha/");
-    let mut got: Vec<Vec<u8>> = sizes.iter().map(|_| receive(&b, "incoming")).collect();
+    let mut got: Vec<Vec<u8>> = sizes.iter().map(|_| b.receive("incoming", WAIT)).collect();
     got.sort_by_key(|p| p.len());
     for (len, payload) in sizes.iter().zip(&got) {
         assert_eq!(payload, &binary_payload(*len), "payload of {len} bytes is byte-identical");
@@ -180,7 +167,7 @@ fn junk_truncated_and_corrupt_files_stay_are_reported_once_and_a_complete_copy_w
 
     let b = node(dir.path(), "beta", &usbdir_cla(&stick, &dir.path().join("b-state"), &[]));
     b.get_ok("/register?in");
-    assert_eq!(receive(&b, "in"), b"good one");
+    assert_eq!(b.receive("in", WAIT), b"good one");
     b.eventually("the good file to be removed", WAIT, || !good_path.exists());
     // Two full syncs (each at least two looks at the folder) later ...
     sync(&b, &stick, "s1");
@@ -198,7 +185,7 @@ fn junk_truncated_and_corrupt_files_stay_are_reported_once_and_a_complete_copy_w
 
     // A later, complete copy under the same name wins.
     std::fs::write(&truncated, &whole).unwrap();
-    assert_eq!(receive(&b, "in"), binary_payload(50_000));
+    assert_eq!(b.receive("in", WAIT), binary_payload(50_000));
     b.eventually("the complete file to be removed", WAIT, || !truncated.exists());
 }
 
@@ -213,7 +200,7 @@ fn a_recopied_file_is_removed_without_being_delivered_twice() {
     let saved = dir.path().join("saved.bundle");
     std::fs::write(&saved, &bytes).unwrap();
     let path = drop_bundle(&inbox, &bytes);
-    assert_eq!(receive(&b, "in"), b"only once");
+    assert_eq!(b.receive("in", WAIT), b"only once");
     b.eventually("the file to be removed", WAIT, || !path.exists());
     // Delivered and gone from the node: the plugin's record still knows it.
     std::fs::copy(&saved, &path).unwrap();
@@ -248,7 +235,7 @@ fn a_file_is_removed_only_once_its_bundle_is_durable() {
     drop(b);
     let b = node(dir.path(), "beta", &clas);
     b.get_ok("/register?in");
-    assert_eq!(receive(&b, "in"), payload);
+    assert_eq!(b.receive("in", WAIT), payload);
 }
 
 #[test]
@@ -279,7 +266,7 @@ fn an_unreadable_folder_is_logged_and_the_node_keeps_serving() {
     let inbox = mailbox(&good, "dtn://beta/", "dtn://alpha/");
     for seq in 1..=3 {
         let path = drop_bundle(&inbox, &bundle("dtn://alpha/", "dtn://beta/in", seq, 3_600_000, b"still here"));
-        assert_eq!(receive(&b, "in"), b"still here");
+        assert_eq!(b.receive("in", WAIT), b"still here");
         b.eventually("the good file to be removed", WAIT, || !path.exists());
     }
     let log = b.log_text();
@@ -308,7 +295,7 @@ fn ferry_usb_sync_deals_with_a_stick_now_and_reports_what_moved() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("1 bundles taken, 0 written, 1 unusable files left in place"), "{stdout}");
     assert!(!path.exists());
-    assert_eq!(receive(&b, "in"), b"now");
+    assert_eq!(b.receive("in", WAIT), b"now");
     // A folder that is not there is a clear error, not a hang.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["--api", &format!("http://{}", b.addr), "usb", "sync", "--timeout", "60s"])
