@@ -86,6 +86,8 @@ pub struct Inbox {
     reported: HashMap<PathBuf, FileSig>,
     /// Files handed to the host, waiting for a verdict: path -> (size, bundle ID).
     pending: HashMap<PathBuf, (u64, BundleId)>,
+    /// The bundle IDs of `pending`, with how many files carry each.
+    pending_ids: HashMap<BundleId, usize>,
 }
 
 impl Inbox {
@@ -139,17 +141,31 @@ impl Inbox {
 
     /// Whether a bundle with this ID is already with the host.
     pub fn is_pending(&self, id: &BundleId) -> bool {
-        self.pending.values().any(|(_, p)| p == id)
+        self.pending_ids.contains_key(id)
     }
 
     /// The file went to the host.
     pub fn handed_over(&mut self, e: &Entry, id: BundleId) {
-        self.pending.insert(e.path.clone(), (e.sig.len, id));
+        *self.pending_ids.entry(id.clone()).or_default() += 1;
+        if let Some((_, old)) = self.pending.insert(e.path.clone(), (e.sig.len, id)) {
+            self.forget_id(&old);
+        }
     }
 
     /// The host's verdict on the file came (whatever it was).
     pub fn settled(&mut self, path: &PathBuf) {
-        self.pending.remove(path);
+        if let Some((_, id)) = self.pending.remove(path) {
+            self.forget_id(&id);
+        }
+    }
+
+    fn forget_id(&mut self, id: &BundleId) {
+        if let Some(n) = self.pending_ids.get_mut(id) {
+            *n -= 1;
+            if *n == 0 {
+                self.pending_ids.remove(id);
+            }
+        }
     }
 
     /// Files handed to the host and not settled.
@@ -282,6 +298,7 @@ mod tests {
         assert_eq!((plan.read.len(), plan.waiting), (1, 2));
         inbox.settled(&es[0].path);
         assert_eq!(inbox.pending(), 0);
+        assert!(!inbox.is_pending(&v.id), "settled");
     }
 
     #[test]
