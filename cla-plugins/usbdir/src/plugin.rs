@@ -679,7 +679,7 @@ impl Worker {
             self.next_peer += 1;
             self.roots[i].mailboxes.insert(dir.clone(), h);
             lock(&self.shared.queue).peers.insert(h, (path.clone(), dir.clone()));
-            let address = format!("usbdir:{}", path.join(&dir).display());
+            let address = format!("usbdir://{}", path.join(&dir).display());
             self.shared.host.peer_up(h, &PeerUp { node_id: &node, address: &address, mtu: None, rate_bps: None });
         }
     }
