@@ -442,18 +442,9 @@ async fn usb_sync(State(st): State<AppState>, Query(q): Query<HashMap<String, St
     let (Some(path), Some(nonce)) = (q.get("path"), q.get("nonce")) else {
         return text(StatusCode::BAD_REQUEST, "expected ?path=/absolute/folder&nonce=<letters and digits>");
     };
-    // Plugins are reached through the peer list: a passing entry under this
-    // node's own ID carries the address to the plugins' `connect`.
-    let eid = st.daemon.node_id().to_string();
-    let addr = format!("{nonce}:{path}");
-    let con_type = PeerType::Dynamic;
-    let peer = ConfiguredPeer { eid: eid.clone(), cla: "usbdir-sync".into(), addr, port: None, con_type, connected: false };
-    let reached = st.daemon.add_peer(peer).await;
-    let removed = st.daemon.remove_peer(&eid).await;
-    match (reached, removed) {
-        (Ok((_, Ok(cla))), Ok(_)) => ok(format!("syncing {path} through the {cla} convergence layer")),
-        (Ok((_, Err(e))), Ok(_)) => text(StatusCode::UNPROCESSABLE_ENTITY, format!("nothing syncs {path}: {e}")),
-        (Err(e), _) | (_, Err(e)) => error(e),
+    match st.daemon.connect_cla(&format!("usbdir-sync:{nonce}:{path}")) {
+        Ok(cla) => ok(format!("syncing {path} through the {cla} convergence layer")),
+        Err(e) => text(StatusCode::UNPROCESSABLE_ENTITY, format!("nothing syncs {path}: {e}")),
     }
 }
 

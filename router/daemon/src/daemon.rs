@@ -1077,6 +1077,13 @@ impl Daemon {
         Ok((new, reached))
     }
 
+    /// Hands an address to the convergence layers' `connect` without keeping
+    /// it as a peer (e.g. `usbdir-sync:NONCE:/media/stick` for `ferry usb
+    /// sync`); returns the name of the one that took it.
+    pub fn connect_cla(&self, address: &str) -> Result<String, String> {
+        self.cla.connect(address)
+    }
+
     /// Asks the convergence layers to reach every configured peer (start-up).
     pub fn connect_configured_peers(&self) {
         let urls: Vec<String> = lock(&self.peers).values().map(ConfiguredPeer::cla_url).collect();
