@@ -272,7 +272,7 @@ fn ratios(ferry: &Value, dtn7: &Value) -> Value {
     Value::Object(out)
 }
 
-fn size_name(size: u64) -> String {
+pub(super) fn size_name(size: u64) -> String {
     match size {
         s if s >= 1 << 20 && s % (1 << 20) == 0 => format!("{}mib", s >> 20),
         s if s >= 1 << 10 && s % (1 << 10) == 0 => format!("{}kib", s >> 10),
@@ -958,7 +958,7 @@ fn measure_sync_latency(dir: &Path) -> Result<Value> {
 }
 
 /// Writes `mib` MiB with `dd ... conv=fdatasync` into `dir`; its rate.
-fn measure_disk(dir: &Path, mib: u64) -> Result<Value> {
+pub(super) fn measure_disk(dir: &Path, mib: u64) -> Result<Value> {
     let file = dir.join("dd.tmp");
     let err = dir.join("dd.err");
     let mut child = Command::new("dd")

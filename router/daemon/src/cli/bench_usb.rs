@@ -107,17 +107,17 @@ pub fn run(args: &UsbArgs) -> Result<ExitCode> {
         .tempdir_in(&parent)
         .with_context(|| format!("cannot create a folder in {}", parent.display()))?;
     let dir = work.path().to_owned();
-    let disk = measure_disk(&dir)?;
+    let disk = super::bench_link::measure_disk(&dir, DD_MIB)?;
     let disk_mb_s = disk["mb_per_s"].as_f64().unwrap_or(0.0);
     let workloads: Vec<(u64, u64)> =
         [(args.small, 1 << 10), (args.medium, 100 << 10), (args.large, 50 << 20)].into_iter().filter(|w| w.0 > 0).collect();
     let mut ferry = vec![];
     let mut theirs = vec![];
     for &(count, size) in &workloads {
-        eprintln!("ferry bench usb: Ferry, {count} × {}", size_name(size));
+        eprintln!("ferry bench usb: Ferry, {count} × {}", super::bench_link::size_name(size));
         ferry.push(ferry_workload(&ferryd, &plugin, &dir, count, size, args)?);
         if nncp {
-            eprintln!("ferry bench usb: NNCP, {count} × {}", size_name(size));
+            eprintln!("ferry bench usb: NNCP, {count} × {}", super::bench_link::size_name(size));
             theirs.push(nncp_workload(&dir, count, size)?);
         }
     }
@@ -203,7 +203,7 @@ fn stage_report(count: u64, size: u64, ingest: Duration, tx: Duration, rx: Durat
     let folder = tx + rx;
     let bytes = (count * size) as f64;
     let mut m = serde_json::Map::new();
-    m.insert("payload".into(), json!(size_name(size)));
+    m.insert("payload".into(), json!(super::bench_link::size_name(size)));
     m.insert("payload_bytes".into(), json!(size));
     m.insert("count".into(), json!(count));
     m.insert("ingest_s".into(), json!(round3(ingest.as_secs_f64())));
@@ -217,7 +217,7 @@ fn stage_report(count: u64, size: u64, ingest: Duration, tx: Duration, rx: Durat
 }
 
 fn ferry_workload(ferryd: &Path, plugin: &Path, dir: &Path, count: u64, size: u64, args: &UsbArgs) -> Result<Value> {
-    let base = dir.join(format!("ferry-{}", size_name(size)));
+    let base = dir.join(format!("ferry-{}", super::bench_link::size_name(size)));
     let (stick, at_a, at_b) = (base.join("stick"), base.join("at-a"), base.join("at-b"));
     std::fs::create_dir_all(&stick).with_context(|| format!("cannot create {}", stick.display()))?;
     let a = Ferryd::start(ferryd, plugin, &base, NODE_A, &at_a, &[NODE_B], &args.rust_log)?;
@@ -294,7 +294,7 @@ fn fetch_and_compare(b: &Ferryd, count: u64, size: u64) -> Result<bool> {
 }
 
 fn nncp_workload(dir: &Path, count: u64, size: u64) -> Result<Value> {
-    let base = dir.join(format!("nncp-{}", size_name(size)));
+    let base = dir.join(format!("nncp-{}", super::bench_link::size_name(size)));
     let (src, stick, incoming) = (base.join("src"), base.join("stick"), base.join("b-in"));
     for d in [&src, &stick, &incoming, &base.join("a-spool"), &base.join("b-spool")] {
         std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
@@ -506,44 +506,6 @@ impl Drop for Ferryd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// `dd if=/dev/zero bs=1M count=256 conv=fdatasync` in `dir`: the disk's durable write rate.
-fn measure_disk(dir: &Path) -> Result<Value> {
-    let file = dir.join("dd.tmp");
-    let out = Command::new("dd")
-        .arg("if=/dev/zero")
-        .arg(format!("of={}", file.display()))
-        .args(["bs=1M", &format!("count={DD_MIB}"), "conv=fdatasync"])
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run dd")?;
-    let _ = std::fs::remove_file(&file);
-    let text = String::from_utf8_lossy(&out.stderr);
-    anyhow::ensure!(out.status.success(), "dd failed: {}", text.trim());
-    // `268435456 bytes (268 MB, 256 MiB) copied, 0.4 s, 671 MB/s`
-    let line = text.lines().rev().find(|l| l.contains(" copied, ")).context("dd's summary")?;
-    let bytes: f64 = line.split_whitespace().next().and_then(|b| b.parse().ok()).context("dd's byte count")?;
-    let secs: f64 = line
-        .split(" copied, ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
-        .context("dd's time")?;
-    Ok(json!({
-        "command": format!("dd if=/dev/zero of=<bench folder>/dd.tmp bs=1M count={DD_MIB} conv=fdatasync"),
-        "mb_per_s": round3(bytes / secs.max(1e-9) / 1e6),
-        "dd_says": line.trim(),
-    }))
-}
-
-fn size_name(size: u64) -> String {
-    match size {
-        s if s >= 1 << 20 && s % (1 << 20) == 0 => format!("{}MiB", s >> 20),
-        s if s >= 1 << 10 && s % (1 << 10) == 0 => format!("{}KiB", s >> 10),
-        s => format!("{s}B"),
     }
 }
 
