@@ -199,6 +199,7 @@ pub mod conformance {
             total_adu_len: None,
             forwarded_to: vec![],
             discard_blocks: vec![],
+            copies: None,
         }
     }
 

@@ -227,6 +227,7 @@ fn hop_limit_exceeded_deletes_with_reason_9() {
                 bundle_age_ms: None,
                 hop_count: Some(ferry_core::bundle::HopCount { limit: 2, count: 3 }),
                 discard_blocks: vec![],
+                copies: None,
             },
             max_bundle_size: None,
         },
