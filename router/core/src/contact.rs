@@ -315,15 +315,36 @@ mod tests {
 
     #[test]
     fn errors_name_the_line_and_what_was_expected() {
-        assert_eq!(problem("\n\nm production 1000\n"), (3, "plan.txt:3: expected `a contact` or `a range`, found `m production 1000`".into()));
-        assert_eq!(problem("a contact +0 +10 1 2"), (1, "plan.txt:1: expected a rate in bytes per second after `2`".into()));
-        assert_eq!(problem("a contact +0"), (1, "plan.txt:1: expected a time (+seconds or yyyy/mm/dd-hh:mm:ss) after `+0`".into()));
+        assert_eq!(
+            problem("\n\nm production 1000\n"),
+            (3, "plan.txt:3: expected `a contact` or `a range`, found `m production 1000`".into())
+        );
+        assert_eq!(
+            problem("a contact +0 +10 1 2"),
+            (1, "plan.txt:1: expected a rate in bytes per second after `2`".into())
+        );
+        assert_eq!(
+            problem("a contact +0"),
+            (1, "plan.txt:1: expected a time (+seconds or yyyy/mm/dd-hh:mm:ss) after `+0`".into())
+        );
         assert_eq!(problem("a contact +0 +10 x 2 5"), (1, "plan.txt:1: expected a node number, found `x`".into()));
-        assert_eq!(problem("a contact +0 +10 1 2 -5"), (1, "plan.txt:1: expected a rate in bytes per second, found `-5`".into()));
-        assert_eq!(problem("a contact +0 +10 1 2 5 2"), (1, "plan.txt:1: expected a confidence from 0 to 1, found `2`".into()));
+        assert_eq!(
+            problem("a contact +0 +10 1 2 -5"),
+            (1, "plan.txt:1: expected a rate in bytes per second, found `-5`".into())
+        );
+        assert_eq!(
+            problem("a contact +0 +10 1 2 5 2"),
+            (1, "plan.txt:1: expected a confidence from 0 to 1, found `2`".into())
+        );
         assert_eq!(problem("a range +0 +10 1 2 1 9"), (1, "plan.txt:1: unexpected `9` at the end of the line".into()));
-        assert_eq!(problem("a range +0 +10 1 2 x"), (1, "plan.txt:1: expected a one-way light time in seconds, found `x`".into()));
-        assert_eq!(problem("a contact +10 +10 1 2 5"), (1, "plan.txt:1: the end time must be after the start time".into()));
+        assert_eq!(
+            problem("a range +0 +10 1 2 x"),
+            (1, "plan.txt:1: expected a one-way light time in seconds, found `x`".into())
+        );
+        assert_eq!(
+            problem("a contact +10 +10 1 2 5"),
+            (1, "plan.txt:1: the end time must be after the start time".into())
+        );
         assert_eq!(problem("a contact 2000/02/30-00:00:00 +10 1 2 5").0, 1);
     }
 }

@@ -23,6 +23,46 @@ pub mod spray;
 use crate::bundle::{BundleMeta, DtnTime};
 use crate::eid::Eid;
 
+/// A router and its parameters, as a config names it: what ferryd and the
+/// simulator build each node's router from.
+#[derive(Debug, Clone)]
+pub enum RouterSpec {
+    Epidemic,
+    Static(Vec<StaticRoute>),
+    SprayAndWait {
+        copies: u64,
+        mode: spray::SprayMode,
+    },
+    Prophet(prophet::ProphetParams),
+    /// Contact-graph routing; every node shares the plan.
+    Cgr(std::sync::Arc<crate::contact::ContactPlan>),
+}
+
+impl RouterSpec {
+    /// The router for the node `local`.
+    pub fn build(&self, local: &Eid) -> Box<dyn Router> {
+        match self {
+            RouterSpec::Epidemic => Box::new(Epidemic),
+            RouterSpec::Static(routes) => Box::new(StaticRouter::new(routes.clone())),
+            RouterSpec::SprayAndWait { copies, mode } => Box::new(spray::SprayAndWait::new(*copies, *mode)),
+            RouterSpec::Prophet(params) => Box::new(prophet::Prophet::new(local.clone(), *params)),
+            RouterSpec::Cgr(plan) => Box::new(cgr::Cgr::new(local.clone(), plan.clone())),
+        }
+    }
+
+    /// The router's name, as configs spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RouterSpec::Epidemic => "epidemic",
+            RouterSpec::Static(_) => "static",
+            RouterSpec::SprayAndWait { mode: spray::SprayMode::Vanilla, .. } => "spray-and-wait",
+            RouterSpec::SprayAndWait { mode: spray::SprayMode::Binary, .. } => "binary-spray-and-wait",
+            RouterSpec::Prophet(_) => "prophet",
+            RouterSpec::Cgr(_) => "cgr",
+        }
+    }
+}
+
 /// Routing information from a peer that this router could not use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -199,6 +239,22 @@ pub(crate) mod tests {
 
     pub(crate) fn peer(id: u64, node: &str) -> PeerInfo {
         PeerInfo { id: PeerId(id), node_id: node.parse().unwrap(), mtu: None, rate_bps: None }
+    }
+
+    #[test]
+    fn specs_build_the_router_they_name() {
+        let plan = std::sync::Arc::new(crate::contact::ContactPlan::default());
+        let local: Eid = "ipn:1.0".parse().unwrap();
+        for spec in [
+            RouterSpec::Epidemic,
+            RouterSpec::Static(vec![]),
+            RouterSpec::SprayAndWait { copies: 4, mode: spray::SprayMode::Vanilla },
+            RouterSpec::SprayAndWait { copies: 4, mode: spray::SprayMode::Binary },
+            RouterSpec::Prophet(prophet::ProphetParams::default()),
+            RouterSpec::Cgr(plan),
+        ] {
+            assert_eq!(spec.build(&local).name(), spec.name());
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! sends on its first-hop contact (it knows no other node's bookings).
 //!
 //! The bundle goes to the first hop only while that contact is on (the peer is
-//! up); otherwise it waits, and is routed again when a link comes up. Single
+//! up); otherwise it waits, and is routed again when a link comes up. Without
+//! any route, a link straight to the destination is taken if there is one
+//! (a neighbour the plan does not list). Single
 //! copy: the bundle is released once the next hop has it. Routes never return
 //! the bundle to the node it came from.
 
@@ -114,12 +116,11 @@ impl Router for Cgr {
     }
 
     fn select(&mut self, now: DtnTime, bundle: &BundleMeta, peers: &[&PeerInfo]) -> Vec<PeerId> {
-        if let Some(p) = peers.iter().find(|p| bundle.destination.is_on_node(&p.node_id)) {
-            return vec![p.id];
-        }
         let dest = bundle.destination.node_id();
         let Some(route) = self.route(now, &dest, bundle.size, bundle.previous_node.as_ref()) else {
-            return vec![];
+            // The plan knows no way: a link straight to the destination (one
+            // the plan does not list) is still worth taking.
+            return peers.iter().filter(|p| p.node_id == dest).map(|p| p.id).take(1).collect();
         };
         let Some(c) = self.plan.get(route.first_hop) else { return vec![] };
         if c.start > now {

@@ -128,11 +128,7 @@ impl Router for Prophet {
             .iter()
             .filter(|p| {
                 p.node_id == dest
-                    || self
-                        .theirs
-                        .get(&p.node_id)
-                        .and_then(|t| t.get(&dest))
-                        .is_some_and(|theirs| *theirs > mine)
+                    || self.theirs.get(&p.node_id).and_then(|t| t.get(&dest)).is_some_and(|theirs| *theirs > mine)
             })
             .map(|p| p.id)
             .collect()
@@ -286,7 +282,7 @@ mod tests {
         for (bytes, offset) in [
             (&[0x01][..], 0),                   // a uint, not an array
             (&[0x81, 0x82, 0x61, b'x'][..], 4), // not an EID
-            (&[0x80, 0x00][..], 1),            // trailing byte
+            (&[0x80, 0x00][..], 1),             // trailing byte
         ] {
             assert_eq!(
                 a.handle_routing_info(0, &from, bytes),
