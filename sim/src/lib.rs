@@ -16,22 +16,22 @@
 //!   router comparison).
 //! - [`sweep`]: runs over routers, parameters and seeds on all cores.
 //! - [`bench`]: generated scenarios of a given size, for scale figures.
-//! - [`emulate`]: the same contact plan against real ferryd processes.
 //! - [`rng`]: the seeded generator.
 //!
 //! # Architecture invariants
 //! - Deterministic: events are ordered by (time, insertion number), the
 //!   generator is seeded, nothing iterates a hash map where order matters,
 //!   and sweeps sort their results. Same scenario and seed, same bytes out.
-//! - No tokio, RocksDB or wasmtime: the crate depends on ferry-core only
-//!   (`emulate` starts ferryd as a separate program).
+//! - No tokio, RocksDB or wasmtime: the crate depends on ferry-core only.
 //! - Memory follows live state: bundles carry small payloads (message sizes
 //!   are nominal), links are reused, and messages are generated as the run
 //!   reaches them.
 
 pub mod bench;
 pub mod engine;
+pub mod plot;
 pub mod report;
 pub mod rng;
 pub mod scenario;
+pub mod sweep;
 pub mod trace;

@@ -73,7 +73,7 @@ pub struct Range {
 }
 
 /// Contacts ordered by start time (then from, to), with an index by sender.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ContactPlan {
     contacts: Vec<Contact>,
     by_from: BTreeMap<Eid, Vec<usize>>,

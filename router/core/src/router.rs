@@ -25,7 +25,7 @@ use crate::eid::Eid;
 
 /// A router and its parameters, as a config names it: what ferryd and the
 /// simulator build each node's router from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum RouterSpec {
     Epidemic,
     Static(Vec<StaticRoute>),
