@@ -31,8 +31,7 @@ use ferry_core::router::{PeerId, PeerInfo, Router, RouterSpec, RoutingInfoError}
 use ferry_core::store::{MemStore, Store};
 
 use crate::report::{Collector, Report};
-use crate::rng::Rng;
-use crate::scenario::{ipn_number, LinkModel, Messages, Scenario};
+use crate::scenario::{ipn_number, GeneratedMessages, LinkModel, Messages, Scenario};
 
 /// Service number of the endpoint every node registers (`ipn:N.1`).
 const APP_SERVICE: u64 = 1;
@@ -168,7 +167,7 @@ pub struct Sim<'s> {
     /// Nominal sizes for routers that plan with sizes (see [`NominalSize`]).
     sizes: Arc<Mutex<HashMap<BundleId, u64>>>,
     next_arrival: u64,
-    rng: Rng,
+    generated: Option<GeneratedMessages>,
     stats: Collector,
     events: u64,
     /// Links whose queue may be able to start a transfer.
@@ -214,7 +213,7 @@ impl<'s> Sim<'s> {
             bundle_msg: HashMap::new(),
             sizes,
             next_arrival: 0,
-            rng: Rng::new(sc.seed),
+            generated: None,
             stats: Collector::default(),
             events: 0,
             kick: vec![],
@@ -268,10 +267,11 @@ impl<'s> Sim<'s> {
                 }
             }
             Messages::Generator(g) => {
-                let first = g.start_ms + self.rng.between(g.interval_ms.0, g.interval_ms.1);
-                if first < g.end_ms {
-                    self.push(first, Event::Generate);
+                let generated = GeneratedMessages::new(g, sc.seed);
+                if let Some(first) = generated.clone().next() {
+                    self.push(first.0, Event::Generate);
                 }
+                self.generated = Some(generated);
             }
         }
         self.push(0, Event::Sample);
@@ -457,18 +457,11 @@ impl<'s> Sim<'s> {
     }
 
     fn generate(&mut self) {
-        let Messages::Generator(g) = &self.sc.messages else { return };
-        let src = self.rng.between(g.hosts.0, g.hosts.1);
-        let mut dst = self.rng.between(g.hosts.0, g.hosts.1 - 1);
-        if dst >= src {
-            dst += 1;
-        }
-        let size = self.rng.between(g.size.0, g.size.1);
+        let Some((at, src, dst, size)) = self.generated.as_mut().and_then(|g| g.next()) else { return };
         let msg = self.messages.len();
-        self.messages.push(Message { size, created_at: self.now, src: index(src), dst: index(dst), delivered: false });
-        let next = self.now + self.rng.between(g.interval_ms.0, g.interval_ms.1);
-        if next < g.end_ms {
-            self.push(next, Event::Generate);
+        self.messages.push(Message { size, created_at: at, src: index(src), dst: index(dst), delivered: false });
+        if let Some(next) = self.generated.as_ref().and_then(|g| g.clone().next()) {
+            self.push(next.0, Event::Generate);
         }
         self.create(msg);
     }

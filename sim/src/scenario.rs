@@ -43,6 +43,7 @@ use ferry_core::router::spray::SprayMode;
 use ferry_core::router::{RouterSpec, StaticRoute};
 use serde::Deserialize;
 
+use crate::rng::Rng;
 use crate::trace::{self, ConnEvent, MessageEvent, TraceError};
 
 /// The DTN time that simulated time 0 stands for (2025-01-01T00:00:00Z):
@@ -80,6 +81,47 @@ pub struct Generator {
     pub hosts: (u64, u64),
     pub start_ms: u64,
     pub end_ms: u64,
+}
+
+/// One generated message: (creation ms, source node, destination node, size).
+pub type Generated = (u64, u64, u64, u64);
+
+/// The messages a [`Generator`] makes, in order: the first one interval after
+/// `start`, then one every interval (uniform in its range) until `end`;
+/// source and destination are distinct hosts, the size uniform in its range.
+#[derive(Debug, Clone)]
+pub struct GeneratedMessages {
+    g: Generator,
+    rng: Rng,
+    next: u64,
+}
+
+impl GeneratedMessages {
+    pub fn new(g: &Generator, seed: u64) -> GeneratedMessages {
+        let mut rng = Rng::new(seed);
+        let next = g.start_ms + rng.between(g.interval_ms.0, g.interval_ms.1);
+        GeneratedMessages { g: g.clone(), rng, next }
+    }
+}
+
+impl Iterator for GeneratedMessages {
+    type Item = Generated;
+
+    fn next(&mut self) -> Option<Generated> {
+        let g = &self.g;
+        if self.next >= g.end_ms {
+            return None;
+        }
+        let src = self.rng.between(g.hosts.0, g.hosts.1);
+        let mut dst = self.rng.between(g.hosts.0, g.hosts.1 - 1);
+        if dst >= src {
+            dst += 1;
+        }
+        let size = self.rng.between(g.size.0, g.size.1);
+        let at = self.next;
+        self.next = at + self.rng.between(g.interval_ms.0, g.interval_ms.1);
+        Some((at, src, dst, size))
+    }
 }
 
 /// A scenario with its inputs read and checked.
