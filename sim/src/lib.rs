@@ -28,6 +28,7 @@
 //!   reaches them.
 
 pub mod bench;
+pub mod emulate;
 pub mod engine;
 pub mod plot;
 pub mod report;

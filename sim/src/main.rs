@@ -11,7 +11,7 @@ use ferry_core::router::RouterSpec;
 use ferry_sim::bench::{self, BenchSize};
 use ferry_sim::report::{to_csv, to_json, Report};
 use ferry_sim::scenario::{RouterParams, Scenario, ROUTERS};
-use ferry_sim::{plot, sweep};
+use ferry_sim::{emulate, plot, sweep};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
@@ -78,6 +78,27 @@ enum Command {
         duration: u64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Replay a scenario (3–16 nodes) against real ferryd processes on
+    /// loopback in compressed time, and print its figures beside the
+    /// simulation's. Writes emulate.json in --dir.
+    Emulate {
+        scenario: PathBuf,
+        /// Simulated seconds per real second.
+        #[arg(long, default_value_t = 60.0)]
+        time_scale: f64,
+        /// ferryd (default: next to ferry-sim).
+        #[arg(long)]
+        ferryd: Option<PathBuf>,
+        /// The TCP plugin (default: libferry_cla_tcp.so next to ferry-sim).
+        #[arg(long)]
+        plugin: Option<PathBuf>,
+        /// Folder for the nodes' data, configs and logs (default: a new temp folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Endpoint polling interval, real milliseconds.
+        #[arg(long, default_value_t = 50)]
+        poll_ms: u64,
     },
     /// Generate a scenario of the given size, run it, print wall time, events/s and peak memory.
     Bench {
@@ -157,6 +178,35 @@ fn main() -> Result<()> {
                 reports.len(),
                 out.display()
             );
+        }
+        Command::Emulate { scenario, time_scale, ferryd, plugin, dir, poll_ms } => {
+            let sc = Scenario::load(&scenario)?;
+            let here = std::env::current_exe()?.parent().map(Path::to_path_buf).unwrap_or_default();
+            let dir = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("ferry-emulate-{}", std::process::id())));
+            let opt = emulate::Options {
+                ferryd: ferryd.unwrap_or_else(|| here.join("ferryd")),
+                tcp_plugin: plugin.unwrap_or_else(|| here.join("libferry_cla_tcp.so")),
+                time_scale,
+                dir: dir.clone(),
+                poll: std::time::Duration::from_millis(poll_ms.max(1)),
+                max_payload: 64 * 1024,
+            };
+            for (what, p) in [("ferryd", &opt.ferryd), ("the TCP plugin", &opt.tcp_plugin)] {
+                if !p.exists() {
+                    bail!("{what} is not at {} (build it: cargo build -p ferry-daemon -p ferry-cla-tcp)", p.display());
+                }
+            }
+            let emulated = emulate::emulate(&sc, &opt, &mut |line| eprintln!("{line}"))?;
+            write(&dir.join("emulate.json"), &(serde_json::to_string_pretty(&emulated)? + "\n"))?;
+            let simulated = ferry_sim::engine::run(&sc, None).stats;
+            let f = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.3}"));
+            println!("figure          simulated   emulated (ferryd)");
+            println!("created         {:<11} {}", simulated.counts.created, emulated.created);
+            println!("delivered       {:<11} {}", simulated.delivered, emulated.delivered);
+            println!("delivery_prob   {:<11} {}", f(simulated.delivery_prob), f(emulated.delivery_prob));
+            println!("latency_avg     {:<11} {}", f(simulated.latency_avg), f(emulated.latency_avg));
+            println!("latency_med     {:<11} {}", f(simulated.latency_med), f(emulated.latency_med));
+            println!("hopcount_avg    {:<11} {}", f(simulated.hopcount_avg), f(emulated.hopcount_avg));
         }
         Command::Plan { nodes, contacts, duration, seed } => {
             if nodes < 2 {

@@ -103,17 +103,17 @@ fn secs(ms: u64) -> f64 {
     ms as f64 / 1000.0
 }
 
-fn mean(v: &[u64]) -> Option<f64> {
+pub(crate) fn mean(v: &[u64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().map(|x| *x as f64).sum::<f64>() / v.len() as f64)
 }
 
 /// The ONE's median: element n/2 of the sorted values.
-fn median(sorted: &[u64]) -> Option<u64> {
+pub(crate) fn median(sorted: &[u64]) -> Option<u64> {
     sorted.get(sorted.len() / 2).copied()
 }
 
 /// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[u64], p: u64) -> Option<u64> {
+pub(crate) fn percentile(sorted: &[u64], p: u64) -> Option<u64> {
     let n = sorted.len() as u64;
     if n == 0 {
         return None;
