@@ -365,9 +365,9 @@ pub fn emulate(sc: &Scenario, opt: &Options, say: &mut dyn FnMut(&str)) -> Resul
     let mut relays: BTreeMap<(u64, u64), Relay> = BTreeMap::new();
     for (_, _, s) in &steps {
         if let Step::Link { a, b, .. } = s {
-            if !relays.contains_key(&(*a, *b)) {
+            if let std::collections::btree_map::Entry::Vacant(e) = relays.entry((*a, *b)) {
                 let target = SocketAddr::from(([127, 0, 0, 1], tcp_ports[(*b - 1) as usize]));
-                relays.insert((*a, *b), Relay::start(target)?);
+                e.insert(Relay::start(target)?);
             }
         }
     }

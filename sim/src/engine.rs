@@ -292,7 +292,7 @@ impl<'s> Sim<'s> {
             self.now = q.time;
             self.events += 1;
             self.handle(q.event);
-            if self.events % 65_536 == 0 {
+            if self.events & 0xFFFF == 0 {
                 if let Some(p) = progress.as_mut() {
                     p(self.now, end);
                 }

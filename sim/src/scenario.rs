@@ -257,7 +257,7 @@ impl Scenario {
                 .map_err(|source| ScenarioError::Read { path: full, source })
         };
         let secs = |what: &str, v: f64| {
-            if v.is_finite() && v >= 0.0 && v < 1e12 {
+            if (0.0..1e12).contains(&v) {
                 Ok((v * 1000.0).round() as u64)
             } else {
                 Err(invalid(format!("{what} must be a number of seconds ≥ 0, not {v}")))

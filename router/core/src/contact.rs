@@ -269,7 +269,10 @@ pub fn parse_utc(s: &str) -> Option<DtnTime> {
 }
 
 fn is_leap(y: u64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+    // The remainders, not `is_multiple_of`: that needs Rust 1.87 and the
+    // workspace builds with 1.85.
+    let (r4, r100, r400) = (y % 4, y % 100, y % 400);
+    (r4 == 0 && r100 != 0) || r400 == 0
 }
 
 #[cfg(test)]
