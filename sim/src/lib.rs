@@ -16,13 +16,16 @@
 //!   router comparison).
 //! - [`sweep`]: runs over routers, parameters and seeds on all cores.
 //! - [`bench`]: generated scenarios of a given size, for scale figures.
+//! - [`emulate`]: the same scenario against real ferryd processes on
+//!   loopback (started as programs, driven through their HTTP API).
 //! - [`rng`]: the seeded generator.
 //!
 //! # Architecture invariants
 //! - Deterministic: events are ordered by (time, insertion number), the
 //!   generator is seeded, nothing iterates a hash map where order matters,
 //!   and sweeps sort their results. Same scenario and seed, same bytes out.
-//! - No tokio, RocksDB or wasmtime: the crate depends on ferry-core only.
+//! - No tokio, RocksDB or wasmtime: the crate depends on ferry-core only
+//!   (`emulate` runs ferryd as a separate program).
 //! - Memory follows live state: bundles carry small payloads (message sizes
 //!   are nominal), links are reused, and messages are generated as the run
 //!   reaches them.
