@@ -34,7 +34,7 @@ fn ferryd_nodes_carry_a_bundle_across_two_disrupted_links() {
     )
     .unwrap();
     let sc = Scenario::load(&dir.path().join("s.toml")).unwrap();
-    let opt = options(dir.path().join("run"), built("ferryd"), built("libferry_cla_tcp.so"), 20.0);
+    let opt = options(dir.path().join("run"), built("ferryd"), built("libferry_cla_tcp.so"), 10.0);
     let stats = emulate(&sc, &opt, &mut |_| {}).unwrap();
     assert_eq!((stats.created, stats.delivered, stats.hopcount_med), (3, 1, Some(2)));
     // Causality, not timing: it cannot arrive before the 2 → 3 contact.
