@@ -3,6 +3,7 @@
 //! comparison of routers (mean delivery probability over seeds).
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::report::Report;
 
@@ -61,7 +62,15 @@ fn lines(
 }
 
 fn label(r: &Report) -> String {
-    format!("{} (seed {})", r.router, r.seed)
+    match r.copies {
+        Some(l) => format!("{} L={l} (seed {})", short(&r.router), r.seed),
+        None => format!("{} (seed {})", short(&r.router), r.seed),
+    }
+}
+
+/// Router names short enough for an axis.
+fn short(name: &str) -> String {
+    name.replace("binary-spray-and-wait", "binary S&W").replace("spray-and-wait", "S&W")
 }
 
 /// Delivery probability over simulated time, one line per report.
@@ -115,22 +124,23 @@ pub fn buffer_occupancy(reports: &[&Report]) -> Result<String, PlotError> {
 }
 
 /// One bar per router: mean delivery probability, with the mean latency (s)
-/// and overhead ratio written above it.
+/// and overhead ratio written above it. Every row gets one slot.
 pub fn comparison(rows: &[(String, f64, Option<f64>, Option<f64>)]) -> Result<String, PlotError> {
     let mut svg = String::new();
     {
         let e = err("router comparison");
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(&e)?;
-        let n = rows.len().max(1) as u32;
+        // A segmented 0..k axis has k + 1 slots.
+        let n = rows.len().saturating_sub(1).max(1) as u32;
         let mut chart = ChartBuilder::on(&root)
-            .caption("Routers compared: delivery probability", ("sans-serif", 22))
+            .caption("Routers compared: delivery probability (latency avg | overhead)", ("sans-serif", 20))
             .margin(15)
             .x_label_area_size(45)
             .y_label_area_size(70)
             .build_cartesian_2d((0u32..n).into_segmented(), 0.0..1.1)
             .map_err(&e)?;
-        let names: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        let names: Vec<String> = rows.iter().map(|r| short(&r.0)).collect();
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -157,9 +167,9 @@ pub fn comparison(rows: &[(String, f64, Option<f64>, Option<f64>)]) -> Result<St
                 let lat = r.2.map_or("–".into(), |l| format!("{l:.0} s"));
                 let ovh = r.3.map_or("–".into(), |o| format!("{o:.1}"));
                 Text::new(
-                    format!("{:.3} · {lat} · ovh {ovh}", r.1),
+                    format!("{:.3} | {lat} | {ovh}", r.1),
                     (SegmentValue::CenterOf(i as u32), (r.1 + 0.04).min(1.08)),
-                    ("sans-serif", 13).into_font().color(&BLACK),
+                    ("sans-serif", 11).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Bottom)),
                 )
             }))
             .map_err(&e)?;

@@ -85,6 +85,8 @@ pub struct MessageStats {
 pub struct Report {
     pub scenario: String,
     pub router: String,
+    /// Spray-and-wait's L (other routers: `null`).
+    pub copies: Option<u64>,
     pub seed: u64,
     pub nodes: u64,
     /// Simulated seconds.
@@ -173,6 +175,10 @@ impl Collector {
         Report {
             scenario: sc.name.clone(),
             router: sc.router.name().to_owned(),
+            copies: match sc.router {
+                ferry_core::router::RouterSpec::SprayAndWait { copies, .. } => Some(copies),
+                _ => None,
+            },
             seed: sc.seed,
             nodes: sc.nodes,
             sim_time: secs(sc.duration_ms),
