@@ -71,7 +71,7 @@ fn a_sweep_compares_routers_over_seeds() {
     assert!(rows[0].starts_with("copies,scenario,router,seed"));
     assert!(rows[3].starts_with("2,study,binary-spray-and-wait,1,"), "{}", rows[3]);
     let svg = std::fs::read_to_string(dir.path().join("sw/comparison.svg")).unwrap();
-    assert!(svg.contains("binary-spray-and-wait L=8"));
+    assert!(svg.contains("binary S&amp;W L=8") && svg.contains("epidemic"), "{svg}");
     // The same seed in a sweep gives the figures of a single run.
     let o =
         ferry_sim(&["run", "study.toml", "--router", "epidemic", "--seed", "2", "--out", "one", "--quiet"], dir.path());
