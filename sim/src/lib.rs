@@ -15,7 +15,7 @@
 //! - [`plot`]: SVG plots (delivery over time, latency CDF, buffer occupancy,
 //!   router comparison).
 //! - [`sweep`]: runs over routers, parameters and seeds on all cores.
-//! - [`bench`]: generated scenarios of a given size, for scale figures.
+//! - [`bench`](mod@bench): generated scenarios of a given size, for scale figures.
 //! - [`emulate`]: the same scenario against real ferryd processes on
 //!   loopback (started as programs, driven through their HTTP API).
 //! - [`rng`]: the seeded generator.
