@@ -44,6 +44,12 @@ pub mod block_types {
     pub const HOP_COUNT: u64 = 10;
     pub const BIB: u64 = 11;
     pub const BCB: u64 = 12;
+    /// Ferry's spray-and-wait copy count: how many copies the receiving node
+    /// holds (CBOR unsigned integer). A type from the private and experimental
+    /// range (RFC 9171 §9.1: 192–255); sent with "discard block if it can't be
+    /// processed", so nodes that do not know it drop it rather than pass on a
+    /// stale count.
+    pub const COPY_COUNT: u64 = 192;
 }
 
 /// CRC type of a block (RFC 9171 §4.2.1).
@@ -213,6 +219,8 @@ pub struct Bundle {
     pub bundle_age_ms: Option<u64>,
     /// Hop count block content, if present (§4.4.3).
     pub hop_count: Option<HopCount>,
+    /// Copy count block content, if present ([`block_types::COPY_COUNT`]).
+    pub copy_count: Option<u64>,
     /// Numbers of blocks whose type this node cannot process (§4.2.4 / §5.4 step 3);
     /// their flags say what to do.
     pub unsupported_blocks: Vec<u64>,
@@ -271,6 +279,10 @@ pub struct BundleMeta {
     pub forwarded_to: Vec<Eid>,
     /// Blocks to discard when forwarding (unsupported, flagged "discard").
     pub discard_blocks: Vec<u64>,
+    /// Router state: the spray-and-wait copies this node holds (from the copy
+    /// count block it arrived with, then what the router keeps after handing
+    /// copies on). `None` for routers that do not count copies.
+    pub copies: Option<u64>,
 }
 
 /// Why stored metadata could not be read back.
@@ -278,7 +290,8 @@ pub struct BundleMeta {
 #[error("corrupt bundle metadata record")]
 pub struct MetaDecodeError;
 
-const META_VERSION: u8 = 1;
+/// Version 2 appended the copy count; version 1 records read as having none.
+const META_VERSION: u8 = 2;
 
 impl BundleMeta {
     /// A compact, versioned binary encoding for stores.
@@ -307,14 +320,17 @@ impl BundleMeta {
         for n in &self.discard_blocks {
             w.u64(*n);
         }
+        w.opt(self.copies);
         w.0
     }
 
     pub fn from_bytes(buf: &[u8]) -> Result<BundleMeta, MetaDecodeError> {
         let mut r = MetaReader(buf);
-        if r.take(1)? != [META_VERSION] {
+        let version = r.take(1)?;
+        if version != [1] && version != [META_VERSION] {
             return Err(MetaDecodeError);
         }
+        let has_copies = version == [META_VERSION];
         let id = BundleId::from_key(r.bytes()?).ok_or(MetaDecodeError)?;
         let destination = r.eid()?;
         let report_to = r.eid()?;
@@ -338,6 +354,7 @@ impl BundleMeta {
         for _ in 0..n {
             discard_blocks.push(r.u64()?);
         }
+        let copies = if has_copies { r.opt()? } else { None };
         Ok(BundleMeta {
             id,
             destination,
@@ -354,6 +371,7 @@ impl BundleMeta {
             total_adu_len,
             forwarded_to,
             discard_blocks,
+            copies,
         })
     }
 }
@@ -441,7 +459,17 @@ mod tests {
             total_adu_len: Some(100),
             forwarded_to: vec!["dtn://c/".parse().unwrap()],
             discard_blocks: vec![9],
+            copies: Some(3),
         }
+    }
+
+    #[test]
+    fn version_1_records_read_without_copy_count() {
+        let m = BundleMeta { copies: None, ..sample() };
+        let mut v1 = m.to_bytes();
+        v1[0] = 1;
+        v1.pop(); // version 1 ends after the discard blocks
+        assert_eq!(BundleMeta::from_bytes(&v1).unwrap(), m);
     }
 
     #[test]

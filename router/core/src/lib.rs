@@ -9,7 +9,9 @@
 //!   extension blocks on forward, fragmentation and reassembly.
 //! - [`admin`]: administrative records and status reports (§6).
 //! - [`store`]: the `Store` trait, the in-memory store, the conformance suite.
-//! - [`router`]: the `Router` trait with epidemic and static routing.
+//! - [`router`]: the `Router` trait; epidemic, static, spray-and-wait,
+//!   PRoPHET (RFC 6693) and contact-graph routing.
+//! - [`contact`]: contacts, contact plans and ION's contact plan format.
 //! - [`time`]: the `Clock` trait and a manual clock.
 //! - [`node`]: the node state machine that ties it together.
 //! - [`driver`]: a synchronous driver that runs a node against a store.
@@ -21,6 +23,7 @@ pub mod admin;
 pub mod bundle;
 pub mod cbor;
 pub mod codec;
+pub mod contact;
 pub mod crc;
 pub mod driver;
 pub mod eid;

@@ -30,7 +30,7 @@ use crate::admin::{self, ReasonCode, StatusReport};
 use crate::bundle::{block_flags, bundle_flags, Bundle, BundleId, BundleMeta, CreationTimestamp, DtnTime, HopCount};
 use crate::codec::{self, BundleBuilder, DecodeError, ForwardEdit};
 use crate::eid::Eid;
-use crate::router::{PeerId, PeerInfo, Router};
+use crate::router::{PeerId, PeerInfo, Router, RoutingInfoError};
 
 /// How long a failed transmission waits before the bundle is offered again.
 const RETRY_AFTER_MS: u64 = 5_000;
@@ -225,6 +225,9 @@ struct Entry {
     from_peer: Option<PeerId>,
     /// Peers a Transmit action is out for.
     in_flight: Vec<PeerId>,
+    /// Copies handed over with transmissions still out (spray-and-wait): they
+    /// come back to `meta.copies` if the transmission does not get through.
+    granted: Vec<(PeerId, u64)>,
     /// When a failed transmission may be retried (mirrors `Node::retry_at`).
     retry_at: Option<DtnTime>,
     /// Reports and block-flag decisions that wait until the bundle is stored.
@@ -381,6 +384,7 @@ impl Node {
                 state: State::Stored,
                 from_peer: None,
                 in_flight: vec![],
+                granted: vec![],
                 retry_at: None,
                 on_persist: vec![],
             },
@@ -552,7 +556,25 @@ impl Node {
         }
         for e in self.bundles.values_mut() {
             e.in_flight.retain(|p| *p != peer);
+            take_back(self.router.as_mut(), e, peer);
         }
+    }
+
+    /// Routing information for a peer whose link just came up (PRoPHET's
+    /// delivery predictabilities), if the router exchanges any. The driver
+    /// hands it to the peer's [`Node::handle_routing_info`].
+    pub fn routing_info(&mut self, now: DtnTime) -> Option<Vec<u8>> {
+        self.router.routing_info(now)
+    }
+
+    /// Routing information from node `from` (what its `routing_info` gave).
+    /// Bundles are routed again if that node is connected.
+    pub fn handle_routing_info(&mut self, now: DtnTime, from: &Eid, info: &[u8]) -> Result<(), RoutingInfoError> {
+        self.router.handle_routing_info(now, from, info)?;
+        if self.peers.values().any(|p| &p.node_id == from) {
+            self.route_all(now);
+        }
+        Ok(())
     }
 
     /// The CLA finished (or gave up on) an [`Action::Transmit`].
@@ -564,6 +586,12 @@ impl Node {
             return;
         }
         let Some(info) = self.peers.get(&peer).cloned() else { return };
+        if outcome == TransmitOutcome::Sent {
+            // The copies it carried now belong to the peer.
+            entry.granted.retain(|(p, _)| *p != peer);
+        } else {
+            take_back(self.router.as_mut(), entry, peer);
+        }
         match outcome {
             TransmitOutcome::Sent | TransmitOutcome::Refused => {
                 if !entry.meta.forwarded_to.contains(&info.node_id) {
@@ -720,6 +748,7 @@ impl Node {
                 state: State::Persisting,
                 from_peer: from,
                 in_flight: vec![],
+                granted: vec![],
                 retry_at: None,
                 on_persist: deferred,
             },
@@ -780,13 +809,16 @@ impl Node {
     }
 
     fn route_all(&mut self, now: DtnTime) {
-        let ids: Vec<BundleId> = self
+        let mut ids: Vec<(u64, BundleId)> = self
             .bundles
             .iter()
             .filter(|(_, e)| e.state == State::Stored && !e.meta.destination.is_on_node(&self.node_id))
-            .map(|(id, _)| id.clone())
+            .map(|(id, e)| (e.order, id.clone()))
             .collect();
-        for id in ids {
+        // Oldest first, and the same order in every run (a simulation with the
+        // same seed must give the same result; hash order would not).
+        ids.sort_unstable_by_key(|(order, _)| *order);
+        for (_, id) in ids {
             self.route(now, &id);
         }
     }
@@ -832,10 +864,14 @@ impl Node {
             let Some(entry) = self.bundles.get_mut(id) else { return };
             if !entry.in_flight.contains(&peer) {
                 entry.in_flight.push(peer);
+                let copies = self.router.hand_over(now, &mut entry.meta, info);
+                if let Some(n) = copies {
+                    entry.granted.push((peer, n));
+                }
                 sends.push(Transmit {
                     peer,
                     id: id.clone(),
-                    edit: edit.clone(),
+                    edit: ForwardEdit { copies, ..edit.clone() },
                     max_bundle_size: info.mtu.filter(|_| !must_not_fragment),
                 });
             }
@@ -856,6 +892,7 @@ impl Node {
             bundle_age_ms,
             hop_count: meta.hop_count.map(|h| HopCount { limit: h.limit, count: h.count.saturating_add(1) }),
             discard_blocks: meta.discard_blocks.clone(),
+            copies: None,
         }
     }
 
@@ -957,5 +994,17 @@ pub fn meta_of(now: DtnTime, bundle: &Bundle, size: u64) -> BundleMeta {
         total_adu_len: p.fragment.map(|f| f.total_adu_len),
         forwarded_to: vec![],
         discard_blocks: vec![],
+        copies: bundle.copy_count,
     }
+}
+
+/// Copies granted to `peer` with a transmission that did not get through go
+/// back to the router's count.
+fn take_back(router: &mut dyn Router, entry: &mut Entry, peer: PeerId) {
+    entry.granted.retain(|&(p, n)| {
+        if p == peer {
+            router.take_back(&mut entry.meta, n);
+        }
+        p != peer
+    });
 }

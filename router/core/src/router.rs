@@ -3,9 +3,74 @@
 //!
 //! Routers see metadata, never payloads, and take `now` as an argument, so the
 //! same code runs in the daemon and in the simulator.
+//!
+//! - [`Epidemic`] and [`StaticRouter`] here;
+//! - [`spray::SprayAndWait`]: binary and vanilla spray-and-wait, L copies;
+//! - [`prophet::Prophet`]: PRoPHET (RFC 6693) delivery predictabilities;
+//! - [`cgr::Cgr`]: contact-graph routing over a [`crate::contact::ContactPlan`].
+//!
+//! The node asks a router three things: whom to send a bundle to now
+//! ([`Router::select`]), how many copies each of those gets
+//! ([`Router::hand_over`], multi-copy routers that count copies), and whether
+//! to drop its own copy once a peer has it ([`Router::release_after_forward`]).
+//! Routers that learn from their neighbours exchange [`Router::routing_info`]
+//! when a link comes up; the driver carries it.
+
+pub mod cgr;
+pub mod prophet;
+pub mod spray;
 
 use crate::bundle::{BundleMeta, DtnTime};
 use crate::eid::Eid;
+
+/// A router and its parameters, as a config names it: what ferryd and the
+/// simulator build each node's router from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouterSpec {
+    Epidemic,
+    Static(Vec<StaticRoute>),
+    SprayAndWait {
+        copies: u64,
+        mode: spray::SprayMode,
+    },
+    Prophet(prophet::ProphetParams),
+    /// Contact-graph routing; every node shares the plan.
+    Cgr(std::sync::Arc<crate::contact::ContactPlan>),
+}
+
+impl RouterSpec {
+    /// The router for the node `local`.
+    pub fn build(&self, local: &Eid) -> Box<dyn Router> {
+        match self {
+            RouterSpec::Epidemic => Box::new(Epidemic),
+            RouterSpec::Static(routes) => Box::new(StaticRouter::new(routes.clone())),
+            RouterSpec::SprayAndWait { copies, mode } => Box::new(spray::SprayAndWait::new(*copies, *mode)),
+            RouterSpec::Prophet(params) => Box::new(prophet::Prophet::new(local.clone(), *params)),
+            RouterSpec::Cgr(plan) => Box::new(cgr::Cgr::new(local.clone(), plan.clone())),
+        }
+    }
+
+    /// The router's name, as configs spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RouterSpec::Epidemic => "epidemic",
+            RouterSpec::Static(_) => "static",
+            RouterSpec::SprayAndWait { mode: spray::SprayMode::Vanilla, .. } => "spray-and-wait",
+            RouterSpec::SprayAndWait { mode: spray::SprayMode::Binary, .. } => "binary-spray-and-wait",
+            RouterSpec::Prophet(_) => "prophet",
+            RouterSpec::Cgr(_) => "cgr",
+        }
+    }
+}
+
+/// Routing information from a peer that this router could not use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RoutingInfoError {
+    /// Not the encoding this router sends (another router, or a corrupt message).
+    #[error("routing information from {from} is malformed at byte {offset}")]
+    Malformed { from: Eid, offset: usize },
+}
 
 /// A handle the driver assigns to a link-layer neighbour (a CLA session).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -38,6 +103,31 @@ pub trait Router: Send {
 
     fn peer_up(&mut self, _now: DtnTime, _peer: &PeerInfo) {}
     fn peer_down(&mut self, _now: DtnTime, _peer: &PeerInfo) {}
+
+    /// Called for each peer that [`Router::select`] chose, in its order, as the
+    /// transmission is ordered: the copies `peer` gets (they go in the bundle's
+    /// copy count block), taken from `bundle.copies`. `None`: this router does
+    /// not count copies and the transmission carries no count.
+    fn hand_over(&mut self, _now: DtnTime, _bundle: &mut BundleMeta, _peer: &PeerInfo) -> Option<u64> {
+        None
+    }
+
+    /// A transmission that carried `copies` failed or was refused: they are this
+    /// node's again.
+    fn take_back(&mut self, bundle: &mut BundleMeta, copies: u64) {
+        bundle.copies = Some(bundle.copies.unwrap_or(0).saturating_add(copies));
+    }
+
+    /// What this router tells a neighbour when a link comes up, if anything
+    /// (PRoPHET's delivery predictabilities).
+    fn routing_info(&mut self, _now: DtnTime) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// What node `from`'s router told us (its [`Router::routing_info`]).
+    fn handle_routing_info(&mut self, _now: DtnTime, _from: &Eid, _info: &[u8]) -> Result<(), RoutingInfoError> {
+        Ok(())
+    }
 }
 
 /// Epidemic routing (Vahdat & Becker 2000): every peer that does not have a
@@ -118,11 +208,11 @@ impl Router for StaticRouter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::bundle::{BundleId, CreationTimestamp};
 
-    fn meta(dst: &str) -> BundleMeta {
+    pub(crate) fn meta(dst: &str) -> BundleMeta {
         BundleMeta {
             id: BundleId {
                 source: "dtn://src/".parse().unwrap(),
@@ -143,11 +233,28 @@ mod tests {
             total_adu_len: None,
             forwarded_to: vec![],
             discard_blocks: vec![],
+            copies: None,
         }
     }
 
-    fn peer(id: u64, node: &str) -> PeerInfo {
+    pub(crate) fn peer(id: u64, node: &str) -> PeerInfo {
         PeerInfo { id: PeerId(id), node_id: node.parse().unwrap(), mtu: None, rate_bps: None }
+    }
+
+    #[test]
+    fn specs_build_the_router_they_name() {
+        let plan = std::sync::Arc::new(crate::contact::ContactPlan::default());
+        let local: Eid = "ipn:1.0".parse().unwrap();
+        for spec in [
+            RouterSpec::Epidemic,
+            RouterSpec::Static(vec![]),
+            RouterSpec::SprayAndWait { copies: 4, mode: spray::SprayMode::Vanilla },
+            RouterSpec::SprayAndWait { copies: 4, mode: spray::SprayMode::Binary },
+            RouterSpec::Prophet(prophet::ProphetParams::default()),
+            RouterSpec::Cgr(plan),
+        ] {
+            assert_eq!(spec.build(&local).name(), spec.name());
+        }
     }
 
     #[test]

@@ -114,15 +114,18 @@ impl Store for MemStore {
 
     fn update_meta(&self, meta: &BundleMeta) -> Result<bool, StoreError> {
         let mut s = self.lock();
-        let Some((old, bytes)) = s.bundles.remove(&meta.id) else {
+        let Some((old, _)) = s.bundles.get_mut(&meta.id) else {
             return Ok(false);
         };
-        let len = bytes.len();
-        s.unindex(&old, len);
-        s.by_expiry.insert((meta.expires_at, meta.id.clone()));
-        s.by_destination.insert((meta.destination.clone(), meta.id.clone()));
-        s.bytes += len as u64;
-        s.bundles.insert(meta.id.clone(), (meta.clone(), bytes));
+        // In place: an update after forwarding changes neither key of the
+        // indexes, and moving the bytes out and back costs a copy each time.
+        let old = std::mem::replace(old, meta.clone());
+        if (old.expires_at, &old.destination) != (meta.expires_at, &meta.destination) {
+            s.by_expiry.remove(&(old.expires_at, meta.id.clone()));
+            s.by_destination.remove(&(old.destination.clone(), meta.id.clone()));
+            s.by_expiry.insert((meta.expires_at, meta.id.clone()));
+            s.by_destination.insert((meta.destination.clone(), meta.id.clone()));
+        }
         Ok(true)
     }
 
@@ -199,6 +202,7 @@ pub mod conformance {
             total_adu_len: None,
             forwarded_to: vec![],
             discard_blocks: vec![],
+            copies: None,
         }
     }
 

@@ -227,6 +227,7 @@ fn hop_limit_exceeded_deletes_with_reason_9() {
                 bundle_age_ms: None,
                 hop_count: Some(ferry_core::bundle::HopCount { limit: 2, count: 3 }),
                 discard_blocks: vec![],
+                copies: None,
             },
             max_bundle_size: None,
         },
@@ -475,4 +476,40 @@ fn one_copy_per_node_even_over_two_links() {
     }
     a.run(T0);
     assert_eq!(a.outgoing.len(), 1, "one transmission, not one per session");
+}
+
+fn spray_node(name: &str, copies: u64) -> SyncDriver<Shared> {
+    let router = ferry_core::router::spray::SprayAndWait::new(copies, ferry_core::router::spray::SprayMode::Binary);
+    SyncDriver::new(Node::new(NodeConfig::new(eid(&format!("dtn://{name}/")), Box::new(router))), Shared::default())
+}
+
+fn up(d: &mut SyncDriver<Shared>, now: u64, peer: u64, node: &str) {
+    d.node.handle_peer_up(now, PeerInfo { id: PeerId(peer), node_id: eid(node), mtu: None, rate_bps: None });
+    d.run(now);
+}
+
+#[test]
+fn spray_copies_travel_in_the_bundle_and_come_back_when_a_transmission_fails() {
+    let (mut a, mut b) = (spray_node("a", 8), spray_node("b", 8));
+    let id = send(&mut a, T0, "dtn://z/in", 0, 60_000, b"spray");
+    up(&mut a, T0, 1, "dtn://b/");
+    // The transmission carries half of the 8 copies; a keeps the rest meanwhile.
+    let out = a.outgoing.front().unwrap().clone();
+    assert_eq!(codec::decode(&out.bundles[0]).unwrap().copy_count, Some(4));
+    assert_eq!(a.node.meta(&id).unwrap().copies, Some(4));
+    // The link fails: the 4 copies are a's again, and so is the next attempt's half.
+    a.outgoing.clear();
+    a.node.handle_transmitted(T0, PeerId(1), &id, TransmitOutcome::Failed);
+    assert_eq!(a.node.meta(&id).unwrap().copies, Some(8));
+    a.node.handle_peer_down(T0, PeerId(1));
+    up(&mut a, T0, 2, "dtn://b/");
+    // A link that goes down with the transmission out gives them back too.
+    a.node.handle_peer_down(T0, PeerId(2));
+    assert_eq!(a.node.meta(&id).unwrap().copies, Some(8));
+    a.outgoing.clear();
+    up(&mut a, T0, 3, "dtn://b/");
+    carry(T0, &mut a, PeerId(3), &mut b, PeerId(9));
+    assert_eq!(b.node.meta(&id).unwrap().copies, Some(4));
+    // What a keeps after the peer has its half is stored, for a restart.
+    assert_eq!(a.store.get_meta(&id).unwrap().unwrap().copies, Some(4));
 }

@@ -3,7 +3,8 @@
 //! ```toml
 //! node_id = "dtn://camp/"          # default: generated once, kept in the store
 //! data_dir = "/var/lib/ferry"      # default: $FERRY_DATA_DIR or $XDG_DATA_HOME/ferry
-//! router = "static"                # "epidemic" (default) or "static"
+//! router = "static"                # "epidemic" (default), "static", "spray-and-wait",
+//!                                  # "binary-spray-and-wait", "prophet" or "cgr"
 //! default_lifetime = "1h"          # for /send without ?lifetime
 //! hop_limit = 32                   # put on bundles created here (1..=255)
 //! strict_primary_crc = false       # true: refuse primary blocks without CRC (dtn7-rs sends them)
@@ -16,6 +17,14 @@
 //! [[routes]]
 //! pattern = "dtn://far/*"
 //! via = "dtn://gateway/"
+//!
+//! [routing]                        # parameters of the router named above
+//! copies = 8                       # spray-and-wait's L (default 6)
+//! p_encounter_max = 0.7            # prophet: RFC 6693 §3.3 names and defaults, and
+//! typical_interval = "30m"         # I_typ and the aging time unit as durations
+//! time_unit = "30s"
+//! contact_plan = "plan.txt"        # cgr: ION contact plan, relative to this file;
+//!                                  # +t times count from ferryd's start
 //!
 //! [[cla]]                          # default: the TCP plugin next to ferryd, listen = ["0.0.0.0:4556"]
 //! path = "libferry_cla_tcp.so"     # relative to this file
@@ -31,7 +40,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ferry_core::eid::Eid;
-use ferry_core::router::StaticRoute;
+use ferry_core::contact::ContactPlan;
+use ferry_core::router::prophet::ProphetParams;
+use ferry_core::router::spray::SprayMode;
+use ferry_core::router::{RouterSpec, StaticRoute};
+use ferry_core::time::Clock;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -55,6 +68,9 @@ pub struct FileConfig {
     pub router: Option<Spanned<String>>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Parameters of the router (`[routing]`).
+    #[serde(default)]
+    pub routing: RoutingConfig,
     pub default_lifetime: Option<Spanned<String>>,
     pub hop_limit: Option<Spanned<u64>>,
     /// Refuse bundles whose primary block has no CRC and no BIB (RFC 9171
@@ -100,12 +116,24 @@ pub struct RouteConfig {
     pub via: Spanned<String>,
 }
 
-/// Which routing algorithm the node runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RouterChoice {
-    Epidemic,
-    Static(Vec<StaticRoute>),
+/// `[routing]`: parameters of the router; each applies to one router only.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    pub copies: Option<Spanned<u64>>,
+    pub p_encounter_max: Option<Spanned<f64>>,
+    pub p_encounter_first: Option<Spanned<f64>>,
+    pub p_first_threshold: Option<Spanned<f64>>,
+    pub beta: Option<Spanned<f64>>,
+    pub gamma: Option<Spanned<f64>>,
+    pub delta: Option<Spanned<f64>>,
+    pub typical_interval: Option<Spanned<String>>,
+    pub time_unit: Option<Spanned<String>>,
+    pub contact_plan: Option<Spanned<PathBuf>>,
 }
+
+/// Which routing algorithm the node runs, with its parameters.
+pub type RouterChoice = RouterSpec;
 
 /// What the command line may override.
 #[derive(Debug, Clone, Default)]
@@ -193,6 +221,91 @@ impl Source<'_> {
             message: message.into(),
         }
     }
+}
+
+/// The router `name` with its `[routing]` parameters.
+fn routing_spec(src: &Source<'_>, at: &Spanned<String>, name: &str, r: &RoutingConfig) -> Result<RouterSpec, ConfigError> {
+    Ok(match name {
+        "spray-and-wait" | "binary-spray-and-wait" => {
+            let copies = match &r.copies {
+                Some(c) if *c.get_ref() == 0 => return Err(src.value_error(c, "copies", "must be at least 1")),
+                Some(c) => *c.get_ref(),
+                None => 6,
+            };
+            let mode = if name == "spray-and-wait" { SprayMode::Vanilla } else { SprayMode::Binary };
+            RouterSpec::SprayAndWait { copies, mode }
+        }
+        "prophet" => {
+            let d = ProphetParams::default();
+            let p = |v: &Option<Spanned<f64>>, key: &str, default: f64| match v {
+                Some(x) if (0.0..=1.0).contains(x.get_ref()) => Ok(*x.get_ref()),
+                Some(x) => Err(src.value_error(x, key, "must be from 0 to 1")),
+                None => Ok(default),
+            };
+            let ms = |v: &Option<Spanned<String>>, key: &str, default: u64| match v {
+                Some(x) => match parse_lifetime(x.get_ref()) {
+                    Ok(d) if !d.is_zero() => Ok(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                    Ok(_) => Err(src.value_error(x, key, "must be greater than zero")),
+                    Err(m) => Err(src.value_error(x, key, m)),
+                },
+                None => Ok(default),
+            };
+            RouterSpec::Prophet(ProphetParams {
+                p_encounter_max: p(&r.p_encounter_max, "p_encounter_max", d.p_encounter_max)?,
+                p_encounter_first: p(&r.p_encounter_first, "p_encounter_first", d.p_encounter_first)?,
+                p_first_threshold: p(&r.p_first_threshold, "p_first_threshold", d.p_first_threshold)?,
+                beta: p(&r.beta, "beta", d.beta)?,
+                gamma: p(&r.gamma, "gamma", d.gamma)?,
+                delta: p(&r.delta, "delta", d.delta)?,
+                typical_interval_ms: ms(&r.typical_interval, "typical_interval", d.typical_interval_ms)?,
+                time_unit_ms: ms(&r.time_unit, "time_unit", d.time_unit_ms)?,
+            })
+        }
+        _ => {
+            let Some(plan) = &r.contact_plan else {
+                return Err(src.value_error(at, "router", "cgr needs contact_plan under [routing]"));
+            };
+            let path = src.path.parent().unwrap_or(Path::new(".")).join(plan.get_ref());
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| src.value_error(plan, "contact_plan", format!("cannot read {}: {e}", path.display())))?;
+            let now = crate::clock::SystemClock.now();
+            let parsed = ContactPlan::parse_ion(&text, &path.display().to_string(), now)
+                .map_err(|e| src.value_error(plan, "contact_plan", e.to_string()))?;
+            RouterSpec::Cgr(std::sync::Arc::new(parsed))
+        }
+    })
+}
+
+/// A `[routing]` key that the chosen router does not use is an error.
+fn routing_unused(src: &Source<'_>, name: &str, r: &RoutingConfig) -> Result<(), ConfigError> {
+    let spray = name.contains("spray");
+    let prophet = name == "prophet";
+    let floats = [
+        ("p_encounter_max", &r.p_encounter_max),
+        ("p_encounter_first", &r.p_encounter_first),
+        ("p_first_threshold", &r.p_first_threshold),
+        ("beta", &r.beta),
+        ("gamma", &r.gamma),
+        ("delta", &r.delta),
+    ];
+    let unused = || format!("does not apply to the {name} router");
+    if let (Some(c), false) = (&r.copies, spray) {
+        return Err(src.value_error(c, "copies", unused()));
+    }
+    for (key, v) in floats {
+        if let (Some(v), false) = (v, prophet) {
+            return Err(src.value_error(v, key, unused()));
+        }
+    }
+    for (key, v) in [("typical_interval", &r.typical_interval), ("time_unit", &r.time_unit)] {
+        if let (Some(v), false) = (v, prophet) {
+            return Err(src.value_error(v, key, unused()));
+        }
+    }
+    if let (Some(p), false) = (&r.contact_plan, name == "cgr") {
+        return Err(src.value_error(p, "contact_plan", unused()));
+    }
+    Ok(())
 }
 
 impl FileConfig {
@@ -305,18 +418,27 @@ impl Settings {
             let via = parse_node_id(r.via.get_ref()).map_err(|m| src.value_error(&r.via, "via", m))?;
             routes.push(StaticRoute { pattern: r.pattern.clone(), via });
         }
+        let name = cfg.router.as_ref().map_or("epidemic", |r| r.get_ref().as_str());
+        if name != "static" && !routes.is_empty() {
+            warnings.push(format!("[[routes]] are ignored by the {name} router; set router = \"static\""));
+        }
         let router = match cfg.router.as_ref().map(|r| (r, r.get_ref().as_str())) {
-            None | Some((_, "epidemic")) => {
-                if !routes.is_empty() {
-                    warnings.push("[[routes]] are ignored by the epidemic router; set router = \"static\"".to_owned());
-                }
-                RouterChoice::Epidemic
+            None | Some((_, "epidemic")) => RouterSpec::Epidemic,
+            Some((_, "static")) => RouterSpec::Static(routes),
+            Some((r, other @ ("spray-and-wait" | "binary-spray-and-wait" | "prophet" | "cgr"))) => {
+                routing_spec(&src, r, other, &cfg.routing)?
             }
-            Some((_, "static")) => RouterChoice::Static(routes),
             Some((r, other)) => {
-                return Err(src.value_error(r, "router", format!("unknown router `{other}` (epidemic or static)")))
+                return Err(src.value_error(
+                    r,
+                    "router",
+                    format!(
+                        "unknown router `{other}` (epidemic, static, spray-and-wait, binary-spray-and-wait, prophet or cgr)"
+                    ),
+                ))
             }
         };
+        routing_unused(&src, name, &cfg.routing)?;
 
         let default_lifetime = match &cfg.default_lifetime {
             Some(s) => {
@@ -423,7 +545,7 @@ mod tests {
         assert_eq!(s.api, "127.0.0.1:4000".parse().unwrap());
         assert_eq!(
             s.router,
-            RouterChoice::Static(vec![StaticRoute {
+            RouterSpec::Static(vec![StaticRoute {
                 pattern: "dtn://far/*".into(),
                 via: "dtn://gw/".parse().unwrap()
             }])
@@ -439,6 +561,42 @@ mod tests {
     }
 
     #[test]
+    fn routers_take_their_parameters_from_routing() {
+        let s = settings("router = \"binary-spray-and-wait\"\n[routing]\ncopies = 8\n").unwrap();
+        assert_eq!(s.router, RouterSpec::SprayAndWait { copies: 8, mode: SprayMode::Binary });
+        let s = settings("router = \"spray-and-wait\"\n").unwrap();
+        assert_eq!(s.router, RouterSpec::SprayAndWait { copies: 6, mode: SprayMode::Vanilla });
+        let s = settings("router = \"prophet\"\n[routing]\nbeta = 0.5\ntypical_interval = \"10m\"\n").unwrap();
+        let want = ProphetParams { beta: 0.5, typical_interval_ms: 600_000, ..ProphetParams::default() };
+        assert_eq!(s.router, RouterSpec::Prophet(want));
+        let e = settings("router = \"prophet\"\n[routing]\n\ngamma = 2.0\n").unwrap_err().to_string();
+        assert!(e.starts_with("ferry.toml:4: `gamma`: must be from 0 to 1"), "{e}");
+        let e = settings("router = \"epidemic\"\n[routing]\ncopies = 3\n").unwrap_err().to_string();
+        assert!(e.starts_with("ferry.toml:3: `copies`: does not apply to the epidemic router"), "{e}");
+        let e = settings("router = \"binary-spray-and-wait\"\n[routing]\ncopies = 0\n").unwrap_err().to_string();
+        assert!(e.starts_with("ferry.toml:3: `copies`: must be at least 1"), "{e}");
+        let e = settings("router = \"cgr\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("ferry.toml:1: `router`: cgr needs contact_plan"), "{e}");
+    }
+
+    #[test]
+    fn cgr_reads_its_contact_plan_next_to_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("plan.txt"), "a contact +0 +60 1 2 1000\n").unwrap();
+        let path = dir.path().join("ferry.toml");
+        let text = "router = \"cgr\"\n[routing]\ncontact_plan = \"plan.txt\"\n";
+        let cfg: FileConfig = toml::from_str(text).unwrap();
+        let flags = Overrides { data_dir: Some("/tmp/x".into()), ..Overrides::default() };
+        let s = Settings::build(Some((&path, text, cfg)), &flags).unwrap();
+        let RouterSpec::Cgr(plan) = &s.router else { panic!("{:?}", s.router) };
+        assert_eq!(plan.len(), 1);
+        std::fs::write(dir.path().join("plan.txt"), "a contact +0 +60 1 2\n").unwrap();
+        let cfg: FileConfig = toml::from_str(text).unwrap();
+        let e = Settings::build(Some((&path, text, cfg)), &flags).unwrap_err().to_string();
+        assert!(e.contains("`contact_plan`") && e.contains("plan.txt:1: expected a rate"), "{e}");
+    }
+
+    #[test]
     fn wrong_type_names_line_and_key() {
         let e = settings("hop_limit = \"many\"\n").unwrap_err().to_string();
         assert!(e.starts_with("ferry.toml:1:"), "{e}");
@@ -449,7 +607,7 @@ mod tests {
     fn bad_values_name_line_and_key() {
         let e = settings("\nnode_id = \"dtn://camp/mail\"\n").unwrap_err().to_string();
         assert!(e.starts_with("ferry.toml:2: `node_id`"), "{e}");
-        let e = settings("router = \"prophet\"\n").unwrap_err().to_string();
+        let e = settings("router = \"flooding\"\n").unwrap_err().to_string();
         assert!(e.starts_with("ferry.toml:1: `router`"), "{e}");
         let e = settings("[[routes]]\npattern = \"*\"\nvia = \"nowhere\"\n").unwrap_err().to_string();
         assert!(e.starts_with("ferry.toml:3: `via`"), "{e}");

@@ -15,14 +15,13 @@ use std::time::Duration;
 
 use ferry_core::eid::Eid;
 use ferry_core::node::{Node, NodeConfig};
-use ferry_core::router::{Epidemic, Router, StaticRouter};
 use ferry_core::store::{Store, StoreError};
 use ferry_store::RocksStore;
 
 use crate::api::{self, AppState};
 use crate::cla::{Cla, NoCla};
 use crate::clock::SystemClock;
-use crate::config::{RouterChoice, Settings};
+use crate::config::Settings;
 use crate::daemon::{random_node_id, stored_node_id, Daemon, DaemonError, DaemonOptions, DurableStore, STATE_NODE_ID};
 use crate::plugins::ClaHost;
 use crate::shutdown::ShutdownController;
@@ -89,20 +88,13 @@ pub async fn settle_node_id(store: Arc<dyn DurableStore>, configured: Option<Eid
     .map_err(|e| DaemonError::Task(e.to_string()))?
 }
 
-fn router_for(choice: &RouterChoice) -> Box<dyn Router> {
-    match choice {
-        RouterChoice::Epidemic => Box::new(Epidemic),
-        RouterChoice::Static(routes) => Box::new(StaticRouter::new(routes.clone())),
-    }
-}
-
 /// Runs ferryd until `stop` resolves, then shuts down gracefully.
 pub async fn run(settings: Settings, stop: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
     let store = open_store(&settings.data_dir).await?;
     let durable: Arc<dyn DurableStore> = store;
     let node_id = settle_node_id(Arc::clone(&durable), settings.node_id.clone()).await?;
 
-    let mut node_cfg = NodeConfig::new(node_id.clone(), router_for(&settings.router));
+    let mut node_cfg = NodeConfig::new(node_id.clone(), settings.router.build(&node_id));
     node_cfg.default_hop_limit = Some(settings.hop_limit);
     node_cfg.accept_unprotected_primary = !settings.strict_primary_crc;
     // Plugins are loaded before the daemon starts (it needs the CLA to send

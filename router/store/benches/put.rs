@@ -39,6 +39,7 @@ fn meta(seq: u64) -> BundleMeta {
         total_adu_len: None,
         forwarded_to: vec![],
         discard_blocks: vec![],
+        copies: None,
     }
 }
 

@@ -92,6 +92,7 @@ pub fn decode_with(bytes: &[u8], options: &DecodeOptions) -> Result<Bundle, Deco
     let mut previous_node = None;
     let mut bundle_age_ms = None;
     let mut hop_count = None;
+    let mut copy_count = None;
     let mut unsupported_blocks = Vec::new();
     let mut has_bib = false;
     let mut payload_seen = false;
@@ -154,6 +155,12 @@ pub fn decode_with(bytes: &[u8], options: &DecodeOptions) -> Result<Bundle, Deco
                 }
                 hop_count = Some(hc);
             }
+            block_types::COPY_COUNT => {
+                if copy_count.is_some() {
+                    return Err(DecodeError::DuplicateExtensionBlock { block_type });
+                }
+                copy_count = Some(decode_uint_exact(data).ok_or_else(unintelligible)?);
+            }
             _ => {
                 // BIB (11), BCB (12) and every type we do not know: not parsed
                 // here; the node applies their block processing flags.
@@ -189,7 +196,7 @@ pub fn decode_with(bytes: &[u8], options: &DecodeOptions) -> Result<Bundle, Deco
         }
     }
 
-    Ok(Bundle { primary, blocks, previous_node, bundle_age_ms, hop_count, unsupported_blocks })
+    Ok(Bundle { primary, blocks, previous_node, bundle_age_ms, hop_count, copy_count, unsupported_blocks })
 }
 
 /// Requires another element in a block array, or fails with `err`.

@@ -1,6 +1,6 @@
 //! Rewriting a stored bundle for forwarding (RFC 9171 §5.4 step 4).
 
-use crate::bundle::{block_types, Bundle, CrcType, HopCount};
+use crate::bundle::{block_flags, block_types, Bundle, CrcType, HopCount};
 use crate::cbor;
 use crate::codec::encode::{encode_canonical_block, encode_hop_count};
 use crate::codec::encode_eid;
@@ -19,6 +19,10 @@ pub struct ForwardEdit {
     pub hop_count: Option<HopCount>,
     /// Numbers of blocks to remove (unsupported blocks flagged "discard").
     pub discard_blocks: Vec<u64>,
+    /// Copies the receiving node gets (spray-and-wait): the copy count block
+    /// is replaced or inserted with this value, or left out when `None` (a
+    /// count is only meaningful from the router that hands the copies over).
+    pub copies: Option<u64>,
 }
 
 /// Re-encodes a stored (already validated) bundle for forwarding.
@@ -31,7 +35,7 @@ pub struct ForwardEdit {
 /// blocks are re-encoded with their new values and a fresh CRC of their own
 /// CRC type, or inserted the same way when the bundle has none and the edit
 /// gives a value. Blocks in `discard_blocks` are left out (the payload block
-/// never is).
+/// never is). The copy count block carries `copies` or is left out.
 ///
 /// `bundle` must be what [`decode`](crate::codec::decode) returned for `bytes`.
 /// If it is not, the output is not a valid bundle, but nothing panics.
@@ -47,7 +51,7 @@ pub fn rewrite_for_forward(bytes: &[u8], bundle: &Bundle, edit: &ForwardEdit) ->
         next_number = next_number.saturating_add(1);
         next_number
     };
-    let (mut wrote_previous, mut has_age, mut has_hop_count) = (false, false, false);
+    let (mut wrote_previous, mut has_age, mut has_hop_count, mut has_copies) = (false, false, false, false);
     let payload = bundle.blocks.last().filter(|b| b.block_type == block_types::PAYLOAD);
     let payload_crc = payload.map_or(CrcType::Crc32c, |b| b.crc_type);
 
@@ -57,6 +61,7 @@ pub fn rewrite_for_forward(bytes: &[u8], bundle: &Bundle, edit: &ForwardEdit) ->
         }
         has_age |= b.block_type == block_types::BUNDLE_AGE;
         has_hop_count |= b.block_type == block_types::HOP_COUNT;
+        has_copies |= b.block_type == block_types::COPY_COUNT && edit.copies.is_some();
         if edit.discard_blocks.contains(&b.number) {
             continue;
         }
@@ -80,6 +85,13 @@ pub fn rewrite_for_forward(bytes: &[u8], bundle: &Bundle, edit: &ForwardEdit) ->
                 encode_hop_count(&mut data, hc.limit, hc.count);
                 encode_canonical_block(&mut out, b.block_type, b.number, b.flags, b.crc_type, &data);
             }
+            block_types::COPY_COUNT => {
+                if let Some(n) = edit.copies {
+                    data.clear();
+                    cbor::write_uint(&mut data, n);
+                    encode_canonical_block(&mut out, b.block_type, b.number, b.flags, b.crc_type, &data);
+                }
+            }
             _ => out.extend_from_slice(slice(&b.range)),
         }
     }
@@ -98,6 +110,12 @@ pub fn rewrite_for_forward(bytes: &[u8], bundle: &Bundle, edit: &ForwardEdit) ->
         data.clear();
         encode_hop_count(&mut data, hc.limit, hc.count);
         encode_canonical_block(&mut out, block_types::HOP_COUNT, alloc_number(), 0, payload_crc, &data);
+    }
+    if let (false, Some(n)) = (has_copies, edit.copies) {
+        data.clear();
+        cbor::write_uint(&mut data, n);
+        let flags = block_flags::DISCARD_BLOCK_IF_UNPROCESSABLE;
+        encode_canonical_block(&mut out, block_types::COPY_COUNT, alloc_number(), flags, payload_crc, &data);
     }
     if let Some(p) = payload {
         out.extend_from_slice(slice(&p.range));

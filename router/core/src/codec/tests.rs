@@ -284,6 +284,7 @@ fn rewrite_replaces_updates_and_discards() {
             bundle_age_ms: Some(99_999),
             hop_count: Some(HopCount { limit: 30, count: 1 }),
             discard_blocks: vec![5],
+            copies: None,
         };
         let out = rewrite_for_forward(&bytes, &b, &edit);
         let o = decode(&out).unwrap();
@@ -312,6 +313,7 @@ fn rewrite_inserts_missing_blocks() {
         bundle_age_ms: Some(5),
         hop_count: Some(HopCount { limit: 3, count: 1 }),
         discard_blocks: vec![1],
+        copies: None,
     };
     let out = rewrite_for_forward(&bytes, &b, &edit);
     let o = decode(&out).unwrap();
@@ -325,6 +327,32 @@ fn rewrite_inserts_missing_blocks() {
     // Idempotent in shape: forwarding again keeps one of each.
     let again = rewrite_for_forward(&out, &o, &ForwardEdit { discard_blocks: vec![], ..edit });
     assert_eq!(decode(&again).unwrap().blocks.len(), 4);
+}
+
+#[test]
+fn rewrite_sets_replaces_and_drops_the_copy_count() {
+    let bytes = builder().build(b"payload");
+    let b = decode(&bytes).unwrap();
+    assert_eq!(b.copy_count, None);
+    let edit = ForwardEdit {
+        previous_node: eid("ipn:7.0"),
+        bundle_age_ms: None,
+        hop_count: None,
+        discard_blocks: vec![],
+        copies: Some(4),
+    };
+    let four = rewrite_for_forward(&bytes, &b, &edit);
+    let o = decode(&four).unwrap();
+    assert_eq!(o.copy_count, Some(4));
+    assert!(o.unsupported_blocks.is_empty());
+    let copy_block = o.blocks.iter().find(|blk| blk.block_type == block_types::COPY_COUNT).unwrap();
+    assert_eq!(copy_block.flags, block_flags::DISCARD_BLOCK_IF_UNPROCESSABLE);
+    let two = rewrite_for_forward(&four, &o, &ForwardEdit { copies: Some(2), ..edit.clone() });
+    let t = decode(&two).unwrap();
+    assert_eq!(t.copy_count, Some(2));
+    assert_eq!(t.blocks.len(), o.blocks.len());
+    let none = rewrite_for_forward(&two, &t, &ForwardEdit { copies: None, ..edit });
+    assert_eq!(decode(&none).unwrap().copy_count, None);
 }
 
 // --- Fragmentation ---------------------------------------------------------------

@@ -27,6 +27,7 @@ pub fn meta(src: &str, seq: u64) -> BundleMeta {
         total_adu_len: None,
         forwarded_to: vec![],
         discard_blocks: vec![],
+        copies: None,
     }
 }
 
