@@ -7,7 +7,7 @@
 //! 4 ms. The duty cycle is off here (region "none", 100 %); the virtual-time
 //! tests in the crate check the budget. Every wait is bounded.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
