@@ -321,6 +321,9 @@ pub struct Daemon {
     /// Copies of recently stored small bundles, for the transmission or
     /// delivery that follows (see [`crate::hot`]).
     hot: Mutex<HotCache>,
+    /// Where this node takes its peers' routing information (PRoPHET's
+    /// predictabilities), when its router exchanges any.
+    routing_endpoint: Option<Eid>,
     /// Serializes writes of node state so that the newest snapshot wins.
     state_writes: tokio::sync::Mutex<()>,
     peers: Mutex<BTreeMap<String, ConfiguredPeer>>,
@@ -336,6 +339,19 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn drain(node: &mut Node) -> Vec<Action> {
     std::iter::from_fn(|| node.poll_action()).collect()
+}
+
+/// How long routing information sent to a new peer lives: it is only worth
+/// something while the link it was sent over is up.
+const ROUTING_INFO_LIFETIME_MS: u64 = 60_000;
+
+/// A node's endpoint for routing information: `dtn://<node>/~routing`.
+/// Nodes with `ipn` IDs exchange none (there is no agreed service number).
+fn routing_endpoint_of(node: &Eid) -> Option<Eid> {
+    match node {
+        Eid::Dtn { node, .. } => Some(Eid::Dtn { node: node.clone(), demux: "~routing".into() }),
+        _ => None,
+    }
 }
 
 /// Hands a write to the store and waits for it to be durable, without
@@ -410,6 +426,8 @@ impl Daemon {
             None => BTreeMap::new(),
         };
 
+        let mut node = node;
+        let routing_endpoint = node.routing_info(clock.now()).and_then(|_| routing_endpoint_of(node.node_id()));
         let daemon = Arc::new(Daemon {
             node: Mutex::new(node),
             store,
@@ -424,6 +442,7 @@ impl Daemon {
             persisting: Mutex::new(HashMap::new()),
             persist_done: Notify::new(),
             hot: Mutex::new(HotCache::default()),
+            routing_endpoint: routing_endpoint.clone(),
             state_writes: tokio::sync::Mutex::new(()),
             peers: Mutex::new(peers),
             started: Instant::now(),
@@ -432,6 +451,9 @@ impl Daemon {
         let n_regs = registrations.len();
         let n_bundles = metas.len();
         let ((), actions) = daemon.input(|node, now| {
+            if let Some(eid) = routing_endpoint {
+                node.register(now, eid);
+            }
             for eid in registrations {
                 node.register(now, eid);
             }
@@ -516,6 +538,9 @@ impl Daemon {
                         }
                     }
                     self.delete_stored(ids).await;
+                }
+                Action::Deliver { id, endpoint } if self.routing_endpoint.as_ref() == Some(&endpoint) => {
+                    work.extend(Box::pin(self.take_routing_info(id)).await);
                 }
                 Action::Deliver { id, endpoint } => {
                     tracing::debug!(bundle = %id, %endpoint, "bundle ready for delivery");
@@ -623,7 +648,8 @@ impl Daemon {
             for (order, slot) in orders.iter().zip(queued.iter_mut()) {
                 if slot.is_none() {
                     let bytes = loaded.next().unwrap_or(Ok(None));
-                    *slot = Some(self.hand_to_cla(order, bytes.as_ref().map(|b| b.as_deref()).map_err(|e| e.to_string())));
+                    *slot =
+                        Some(self.hand_to_cla(order, bytes.as_ref().map(|b| b.as_deref()).map_err(|e| e.to_string())));
                 }
             }
         }
@@ -680,9 +706,55 @@ impl Daemon {
     /// A convergence layer reaches a peer now.
     pub async fn peer_up(&self, peer: PeerInfo, address: String) {
         let node_id = peer.node_id.to_string();
-        let ((), actions) = self.input(|node, now| node.handle_peer_up(now, peer));
+        let to = routing_endpoint_of(&peer.node_id);
+        let (info, actions) = self.input(|node, now| {
+            node.handle_peer_up(now, peer);
+            node.routing_info(now)
+        });
         lock(&self.links).insert(node_id, address);
         self.execute(actions).await;
+        // The router's view (PRoPHET's predictabilities) goes to the new peer
+        // as a short-lived bundle between the two nodes' routing endpoints.
+        if let (Some(info), Some(from), Some(to)) = (info, self.routing_endpoint.clone(), to) {
+            let req = SendRequest {
+                source: Some(from),
+                destination: to,
+                lifetime_ms: ROUTING_INFO_LIFETIME_MS,
+                flags: 0,
+                report_to: None,
+            };
+            if let Err(e) = self.send(req, &info).await {
+                tracing::warn!(error = %e, "cannot send routing information to a new peer");
+            }
+        }
+    }
+
+    /// A bundle for this node's routing endpoint: the router learns what it
+    /// says, and the bundle is consumed.
+    async fn take_routing_info(&self, id: BundleId) -> Vec<Action> {
+        let bytes = match self.load(&id).await {
+            Ok(Some(b)) => b,
+            Ok(None) => return vec![],
+            Err(e) => {
+                tracing::warn!(bundle = %id, error = %e, "cannot read routing information");
+                return vec![];
+            }
+        };
+        let ((), actions) = self.input(|node, now| {
+            match ferry_core::node::decode_stored(&bytes) {
+                Ok(bundle) => {
+                    let from = bundle.primary.source.node_id();
+                    let payload = bytes.get(bundle.payload().data.clone()).unwrap_or_default();
+                    match node.handle_routing_info(now, &from, payload) {
+                        Ok(()) => tracing::debug!(%from, "routing information received"),
+                        Err(e) => tracing::warn!(%from, error = %e, "routing information not understood"),
+                    }
+                }
+                Err(e) => tracing::warn!(bundle = %id, error = %e, "routing information bundle does not decode"),
+            }
+            node.handle_delivered(now, &id);
+        });
+        actions
     }
 
     /// A peer is gone.

@@ -48,7 +48,6 @@ fn tcp_cla(listen: u16, peers: &[u16]) -> String {
     )
 }
 
-
 #[test]
 fn two_nodes_exchange_bundles_over_tcpcl_both_ways() {
     let dir = tempfile::tempdir().unwrap();
@@ -135,4 +134,31 @@ fn a_panicking_plugin_loses_no_bundle_and_the_daemon_survives() {
     assert_eq!(a.get("/status/nodeid").text(), "dtn://alpha/");
     let status = a.get("/status/info");
     assert_eq!(status.status, 200);
+}
+
+/// PRoPHET between daemons: each node hands a new peer its delivery
+/// predictabilities (a short-lived bundle between the nodes' `~routing`
+/// endpoints), so a bundle for a node that only the peer has met goes to
+/// that peer. Without the exchange alpha, which never met gamma, would keep
+/// the bundle.
+#[test]
+fn prophet_predictabilities_travel_between_daemons() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let prophet = "router = \"prophet\"\n";
+    let c = node(dir.path(), "gamma", &format!("{prophet}{}", tcp_cla(pc, &[])));
+    let b = node(dir.path(), "beta", &format!("{prophet}{}", tcp_cla(pb, &[pc])));
+    let connected = |f: &Ferryd, peer: &str| f.get("/status/peers").json()[peer]["connected"] == true;
+    b.eventually("beta to meet gamma", Duration::from_secs(20), || connected(&b, "dtn://gamma/"));
+    drop(c);
+    b.eventually("gamma to leave", Duration::from_secs(20), || !connected(&b, "dtn://gamma/"));
+
+    let a = node(dir.path(), "alpha", &format!("{prophet}{}", tcp_cla(pa, &[pb])));
+    a.eventually("alpha to meet beta", Duration::from_secs(20), || connected(&a, "dtn://beta/"));
+    let sent = a.post("/send?dst=dtn://gamma/in&lifetime=1h", b"for gamma".to_vec());
+    assert_eq!(sent.status, 200, "{}", sent.text());
+    // Bundle IDs are `<source>-<time>-<seq>`: alpha's own, not its `~routing` endpoint's.
+    b.eventually("alpha's bundle for gamma to reach beta", Duration::from_secs(30), || {
+        b.bundle_ids().iter().any(|id| id.starts_with("dtn://alpha/-"))
+    });
 }
