@@ -39,8 +39,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ferry_core::eid::Eid;
 use ferry_core::contact::ContactPlan;
+use ferry_core::eid::Eid;
 use ferry_core::router::prophet::ProphetParams;
 use ferry_core::router::spray::SprayMode;
 use ferry_core::router::{RouterSpec, StaticRoute};
@@ -224,7 +224,12 @@ impl Source<'_> {
 }
 
 /// The router `name` with its `[routing]` parameters.
-fn routing_spec(src: &Source<'_>, at: &Spanned<String>, name: &str, r: &RoutingConfig) -> Result<RouterSpec, ConfigError> {
+fn routing_spec(
+    src: &Source<'_>,
+    at: &Spanned<String>,
+    name: &str,
+    r: &RoutingConfig,
+) -> Result<RouterSpec, ConfigError> {
     Ok(match name {
         "spray-and-wait" | "binary-spray-and-wait" => {
             let copies = match &r.copies {
@@ -545,10 +550,7 @@ mod tests {
         assert_eq!(s.api, "127.0.0.1:4000".parse().unwrap());
         assert_eq!(
             s.router,
-            RouterSpec::Static(vec![StaticRoute {
-                pattern: "dtn://far/*".into(),
-                via: "dtn://gw/".parse().unwrap()
-            }])
+            RouterSpec::Static(vec![StaticRoute { pattern: "dtn://far/*".into(), via: "dtn://gw/".parse().unwrap() }])
         );
         assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
     }

@@ -106,7 +106,11 @@ mod tests {
     use ferry_core::CreationTimestamp;
 
     fn id(n: u64) -> BundleId {
-        BundleId { source: "dtn://a/".parse().unwrap(), creation: CreationTimestamp { time: 1, seq: n }, fragment: None }
+        BundleId {
+            source: "dtn://a/".parse().unwrap(),
+            creation: CreationTimestamp { time: 1, seq: n },
+            fragment: None,
+        }
     }
 
     fn bytes(len: usize, fill: u8) -> Arc<[u8]> {

@@ -103,7 +103,6 @@ fn node(dir: &Path, name: &str, device: &Path) -> Ferryd {
     Ferryd::start_with(&dir.join(name), &["--config", cfg.to_str().unwrap()])
 }
 
-
 #[test]
 fn two_ferryd_exchange_bundles_over_a_lossy_simulated_lora_channel() {
     let dir = tempfile::tempdir().unwrap();

@@ -162,7 +162,6 @@ fn node(dir: &Path, name: &str, device: &Path) -> Ferryd {
     Ferryd::start_with(&dir.join(name), &["--config", cfg.to_str().unwrap()])
 }
 
-
 #[test]
 fn two_ferryd_exchange_bundles_over_a_serial_line_both_ways() {
     let dir = tempfile::tempdir().unwrap();

@@ -132,9 +132,7 @@ fn bundles_travel_on_a_stick_plugged_into_one_node_then_the_other() {
         assert_eq!(payload, &binary_payload(*len), "payload of {len} bytes is byte-identical");
     }
     b.eventually("B to take every file", WAIT, || files_in(&inbox).is_empty());
-    b.eventually("B to hold the bundle for far", WAIT, || {
-        b.get("/ferry/bundles").text().contains("dtn://far/x")
-    });
+    b.eventually("B to hold the bundle for far", WAIT, || b.get("/ferry/bundles").text().contains("dtn://far/x"));
     assert!(a.log_text().contains("disappeared"), "A logged the stick going away");
 }
 
@@ -280,11 +278,15 @@ fn ferry_usb_sync_deals_with_a_stick_now_and_reports_what_moved() {
     let dir = tempfile::tempdir().unwrap();
     let stick = dir.path().join("stick");
     // Looked at once an hour: only `ferry usb sync` makes it look sooner.
-    let clas = usbdir_cla(&stick, &dir.path().join("b-state"), &[]).replace("poll_interval_ms = 200", "poll_interval_ms = 3600000");
+    let clas = usbdir_cla(&stick, &dir.path().join("b-state"), &[])
+        .replace("poll_interval_ms = 200", "poll_interval_ms = 3600000");
     let b = node(dir.path(), "beta", &clas);
     b.get_ok("/register?in");
     b.eventually("the plugin's first look at the folder", WAIT, || b.log_text().contains("watching"));
-    let path = drop_bundle(&mailbox(&stick, "dtn://beta/", "dtn://alpha/"), &bundle("dtn://alpha/", "dtn://beta/in", 1, 3_600_000, b"now"));
+    let path = drop_bundle(
+        &mailbox(&stick, "dtn://beta/", "dtn://alpha/"),
+        &bundle("dtn://alpha/", "dtn://beta/in", 1, 3_600_000, b"now"),
+    );
     std::fs::write(path.with_file_name("junk.txt"), "junk").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["--api", &format!("http://{}", b.addr), "usb", "sync", "--timeout", "60s"])
@@ -303,5 +305,9 @@ fn ferry_usb_sync_deals_with_a_stick_now_and_reports_what_moved() {
         .output()
         .expect("run ferry");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no such folder"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no such folder"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

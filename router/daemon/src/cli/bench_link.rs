@@ -934,7 +934,8 @@ const SYNCS_TIMED: u64 = 200;
 fn measure_sync_latency(dir: &Path) -> Result<Value> {
     let path = dir.join("sync-store");
     let result = (|| -> Result<Value> {
-        let store = ferry_store::RocksStore::open(&path).map_err(|e| anyhow!("cannot open a store in {}: {e}", path.display()))?;
+        let store = ferry_store::RocksStore::open(&path)
+            .map_err(|e| anyhow!("cannot open a store in {}: {e}", path.display()))?;
         let mut us = Vec::new();
         for seq in 0..SYNCS_TIMED {
             let bytes = bundle(&format!("dtn://{NODE_A}/"), &format!("dtn://{NODE_B}/{SINK}"), seq, &[0x5a; 100])?;

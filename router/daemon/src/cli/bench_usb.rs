@@ -109,8 +109,10 @@ pub fn run(args: &UsbArgs) -> Result<ExitCode> {
     let dir = work.path().to_owned();
     let disk = super::bench_link::measure_disk(&dir, DD_MIB)?;
     let disk_mb_s = disk["mb_per_s"].as_f64().unwrap_or(0.0);
-    let workloads: Vec<(u64, u64)> =
-        [(args.small, 1 << 10), (args.medium, 100 << 10), (args.large, 50 << 20)].into_iter().filter(|w| w.0 > 0).collect();
+    let workloads: Vec<(u64, u64)> = [(args.small, 1 << 10), (args.medium, 100 << 10), (args.large, 50 << 20)]
+        .into_iter()
+        .filter(|w| w.0 > 0)
+        .collect();
     let mut ferry = vec![];
     let mut theirs = vec![];
     for &(count, size) in &workloads {
@@ -317,7 +319,8 @@ fn nncp_workload(dir: &Path, count: u64, size: u64) -> Result<Value> {
     nncp(&cfg_b, &["nncp-xfer", "-quiet", "-rx"], &[stick_s])?;
     nncp(&cfg_b, &["nncp-toss", "-quiet"], &[])?;
     let rx = t.elapsed();
-    let identical = (0..count).all(|i| std::fs::read(incoming.join(format!("f{i}"))).is_ok_and(|b| b == payload(i, size)));
+    let identical =
+        (0..count).all(|i| std::fs::read(incoming.join(format!("f{i}"))).is_ok_and(|b| b == payload(i, size)));
     let mut m = stage_report(count, size, ingest, tx, rx);
     m.insert("payloads_byte_identical".into(), json!(identical));
     Ok(Value::Object(m))
@@ -421,7 +424,15 @@ struct Ferryd {
 }
 
 impl Ferryd {
-    fn start(exe: &Path, plugin: &Path, base: &Path, node: &str, folder: &Path, nodes: &[&str], rust_log: &str) -> Result<Ferryd> {
+    fn start(
+        exe: &Path,
+        plugin: &Path,
+        base: &Path,
+        node: &str,
+        folder: &Path,
+        nodes: &[&str],
+        rust_log: &str,
+    ) -> Result<Ferryd> {
         let name = node.trim_start_matches("dtn://").trim_end_matches('/');
         let s = |p: &Path| toml::Value::String(p.display().to_string());
         let nodes: Vec<toml::Value> = nodes.iter().map(|n| toml::Value::String((*n).to_owned())).collect();

@@ -100,7 +100,10 @@ fn follow(file: &Path, nonce: &str, timeout: Duration, quiet: bool) -> Result<Sy
             let moved = s.taken + s.written;
             bar.set_length(moved + s.waiting);
             bar.set_position(moved);
-            bar.set_message(format!("taken {} · written {} · waiting {} · unusable {}", s.taken, s.written, s.waiting, s.bad));
+            bar.set_message(format!(
+                "taken {} · written {} · waiting {} · unusable {}",
+                s.taken, s.written, s.waiting, s.bad
+            ));
             if s.done {
                 bar.finish();
                 return Ok(s);
