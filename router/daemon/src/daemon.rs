@@ -919,6 +919,24 @@ impl Daemon {
         self.execute(actions).await;
     }
 
+    /// The bytes of several stored bundles, in the order of `ids`, in one trip
+    /// to the blocking pool (the app host delivers in windows).
+    pub async fn load_many(&self, ids: &[BundleId]) -> Result<Vec<Option<Vec<u8>>>, DaemonError> {
+        let store = Arc::clone(&self.store);
+        let ids = ids.to_vec();
+        Ok(blocking(move || ids.iter().map(|id| store.get_bytes(id)).collect::<Result<Vec<_>, _>>()).await??)
+    }
+
+    /// Deletes a bundle by ID for `reason` (one deletion path: the deletion
+    /// status report goes out if the bundle asked for one). The app host sets
+    /// aside a bundle that its app keeps failing on this way. False if the
+    /// node no longer has it.
+    pub async fn delete_for(&self, id: &BundleId, reason: ReasonCode) -> bool {
+        let (found, actions) = self.input(|node, now| node.delete(now, id, reason));
+        self.execute(actions).await;
+        found
+    }
+
     /// A bundle queued for delivery is gone from the store: the node is told.
     async fn delivery_failed(&self, id: &BundleId) {
         let ((), actions) = self.input(|node, now| node.handle_delivery_failed(now, id));

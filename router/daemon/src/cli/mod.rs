@@ -9,18 +9,24 @@
 //! - [`decode`]: decode and validate a bundle offline (no daemon involved);
 //! - [`bench`]: measure durable ingest through the API;
 //! - [`bench_link`]: measure a link between two ferryd (and two dtnd, for comparison);
+//! - [`apps`], [`mail`], [`git`]: the WebAssembly apps, and submission to
+//!   the email and gitsync apps;
 //! - [`fmt`]: small text helpers shared by the commands (hex, durations, tables).
 //!
 //! Exit codes: 0 success; 1 failure (an error message on stderr), and for
 //! `bundle decode` "the bundle is invalid"; 2 for `bundle decode` when the input
 //! could not be read at all (grep's convention: 1 is a verdict, 2 is trouble).
 
+pub mod apps;
 pub mod bench;
+pub mod bench_apps;
 pub mod bench_link;
 pub mod bundles;
 pub mod client;
 pub mod decode;
 pub mod fmt;
+pub mod git;
+pub mod mail;
 pub mod recv;
 pub mod send;
 pub mod status;
@@ -65,6 +71,18 @@ pub enum Command {
         #[command(subcommand)]
         command: BundleCommand,
     },
+    /// Manage the node's WebAssembly apps.
+    Apps {
+        #[command(subcommand)]
+        command: apps::AppsCommand,
+    },
+    /// Submit a mail to the email app (sendmail-compatible: reads the message on stdin).
+    Mail(mail::MailArgs),
+    /// Git repositories synchronised by the gitsync app.
+    Git {
+        #[command(subcommand)]
+        command: git::GitCommand,
+    },
     /// Measure ferryd's performance.
     Bench {
         #[command(subcommand)]
@@ -95,6 +113,9 @@ pub enum BenchCommand {
     /// Two ferryd on loopback over TCPCLv4, next to two dtn7-rs dtnd: bundles/s,
     /// MB/s, ping round trip and the disk's ceiling, as JSON.
     Link(bench_link::LinkArgs),
+    /// The WebAssembly app host: bundles/s through a no-op app, cold start,
+    /// memory per app, as JSON.
+    Apps(bench_apps::AppsArgs),
 }
 
 /// Runs the command line of this process and turns the outcome into an exit code.
@@ -118,7 +139,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bundles { command } => bundles::run(&client::Api::new(&cli.api)?, &command, json),
         Command::Status => status::run(&client::Api::new(&cli.api)?, json),
         Command::Bundle { command: BundleCommand::Decode(args) } => Ok(decode::run(&args)),
+        Command::Apps { command } => apps::run(&client::Api::new(&cli.api)?, &command, json),
+        Command::Mail(args) => mail::run(&client::Api::new(&cli.api)?, &args),
+        Command::Git { command } => git::run(&client::Api::new(&cli.api)?, &command, json),
         Command::Bench { command: BenchCommand::Ingest(args) } => bench::run(&cli.api, &args),
         Command::Bench { command: BenchCommand::Link(args) } => bench_link::run(&args),
+        Command::Bench { command: BenchCommand::Apps(args) } => bench_apps::run(&args),
     }
 }
