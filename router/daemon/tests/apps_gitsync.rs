@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use apps_support::{app_block, ferry_ok, free_port, node, tcp_cla, target_dir};
+use apps_support::{app_block, ferry_ok, free_port, node, target_dir, tcp_cla};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -62,7 +62,9 @@ fn pushes_for_b(a: &api_support::Ferryd) -> Vec<String> {
         .unwrap()
         .iter()
         .filter(|b| b["dst"] == "dtn://b/gitsync")
-        .map(|b| (b["creation_time"].as_u64().unwrap(), b["seq"].as_u64().unwrap(), b["bid"].as_str().unwrap().to_owned()))
+        .map(|b| {
+            (b["creation_time"].as_u64().unwrap(), b["seq"].as_u64().unwrap(), b["bid"].as_str().unwrap().to_owned())
+        })
         .collect();
     found.sort();
     found.into_iter().map(|(_, _, bid)| bid).collect()

@@ -21,7 +21,12 @@ fn misbehaving_apps_leave_the_node_serving() {
     let config = [
         app_block("noop", "noop", &["noop"], ""),
         app_block("trap", "misbehave", &["trap"], "max_attempts = 3\n[app.config]\nmode = \"trap\""),
-        app_block("spin", "misbehave", &["spin"], "max_attempts = 2\ntime_budget = \"300ms\"\n[app.config]\nmode = \"loop\""),
+        app_block(
+            "spin",
+            "misbehave",
+            &["spin"],
+            "max_attempts = 2\ntime_budget = \"300ms\"\n[app.config]\nmode = \"loop\"",
+        ),
         app_block("hog", "misbehave", &["hog"], "max_attempts = 2\nmemory = \"8MiB\"\n[app.config]\nmode = \"hog\""),
     ]
     .concat();
@@ -89,7 +94,10 @@ fn a_bundle_in_flight_to_a_crashing_app_is_not_lost() {
         "flaky",
         "misbehave",
         &["flaky"],
-        &format!("[app.dirs]\n\"/state\" = \"{}\"\n[app.config]\nmode = \"trap-once\"\ndir = \"/state\"", state.display()),
+        &format!(
+            "[app.dirs]\n\"/state\" = \"{}\"\n[app.config]\nmode = \"trap-once\"\ndir = \"/state\"",
+            state.display()
+        ),
     );
     let a = node(dir.path(), "a", &config);
     let payloads: Vec<Vec<u8>> = (0..3).map(|i| api_support::binary_payload(1000 + i)).collect();
@@ -140,7 +148,12 @@ fn bad_app_configs_are_refused_with_file_line_and_key() {
         ("[[app]]\nname = \"a\"\ncomponent = \"x.wasm\"\n[[app]]\nname = \"a\"\ncomponent = \"y.wasm\"\n", "two apps"),
     ] {
         std::fs::write(&cfg, text).unwrap();
-        let (status, stderr) = api_support::run_to_exit(&["--config", cfg.to_str().unwrap(), "--data-dir", dir.path().join("d").to_str().unwrap()]);
+        let (status, stderr) = api_support::run_to_exit(&[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--data-dir",
+            dir.path().join("d").to_str().unwrap(),
+        ]);
         assert_eq!(status.code(), Some(2), "{text}: {stderr}");
         assert!(stderr.contains("bad.toml:") && stderr.contains(key), "{text}: {stderr}");
     }

@@ -90,7 +90,8 @@ fn mail_travels_between_nodes_into_maildirs_and_bounces_come_back() {
     let c = node(dir.path(), "c", &(tcp_cla(pc, &[]) + &email_app(&rc, "7d")));
     // a's mail lives 20 s, so that mail to a node that never shows up bounces soon.
     let a = node(dir.path(), "a", &(tcp_cla(pa, &[pb, pc]) + &email_app(&ra, "20s")));
-    let (alice, bob, carol, dave) = (mailbox(&ra, "alice"), mailbox(&rb, "bob"), mailbox(&rb, "carol"), mailbox(&rc, "dave"));
+    let (alice, bob, carol, dave) =
+        (mailbox(&ra, "alice"), mailbox(&rb, "bob"), mailbox(&rb, "carol"), mailbox(&rc, "dave"));
     a.eventually("sessions to b and c", WAIT, || {
         let peers = a.get("/status/peers").json();
         peers["dtn://b/"]["connected"] == true && peers["dtn://c/"]["connected"] == true
@@ -99,7 +100,9 @@ fn mail_travels_between_nodes_into_maildirs_and_bounces_come_back() {
     // 1. Several recipients on several nodes (and this one), 10 MiB attached.
     let big = message_with_attachment("bob@b, carol@b", "the big one", 10 << 20);
     ferry_ok(&a, &["mail", "-f", "alice", "-oi", "--", "bob@b", "carol@b", "dave@c", "alice@a"], &big);
-    for (n, maildir, user, node_name) in [(&b, &bob, "bob", "b"), (&b, &carol, "carol", "b"), (&c, &dave, "dave", "c"), (&a, &alice, "alice", "a")] {
+    for (n, maildir, user, node_name) in
+        [(&b, &bob, "bob", "b"), (&b, &carol, "carol", "b"), (&c, &dave, "dave", "c"), (&a, &alice, "alice", "a")]
+    {
         let got = wait_messages(n, maildir, 1);
         let m = &got[0];
         assert!(m.ends_with(&big), "{user}: the message arrives unchanged after the added headers");

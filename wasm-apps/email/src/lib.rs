@@ -44,8 +44,8 @@ use std::io::Write;
 
 use ferry::app::host::{self, LogLevel};
 use ferry::app::types::{Outgoing, ReportFlags, StatusReport};
-use message::{Envelope, Message};
 use ferry_app_util::parse_duration_ms;
+use message::{Envelope, Message};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,7 +119,10 @@ fn node_name(eid: &str) -> Option<&str> {
 
 /// A local part that is safe as a folder name.
 fn valid_user(u: &str) -> bool {
-    !u.is_empty() && u.len() <= 64 && !u.starts_with('.') && u.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
+    !u.is_empty()
+        && u.len() <= 64
+        && !u.starts_with('.')
+        && u.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
 }
 
 /// The bundle (or outbox file) a mail came in: its ID and creation time name
@@ -279,7 +282,11 @@ impl App {
             if delivered_before {
                 continue;
             }
-            let nl = if msg.windows(2).position(|w| w == b"\r\n").is_some_and(|p| !msg[..p].contains(&b'\n')) { "\r\n" } else { "\n" };
+            let nl = if msg.windows(2).position(|w| w == b"\r\n").is_some_and(|p| !msg[..p].contains(&b'\n')) {
+                "\r\n"
+            } else {
+                "\n"
+            };
             let peer = node_name(from_eid).unwrap_or("unknown");
             let mut head = String::new();
             head.push_str(&format!("Return-Path: <{}>{nl}", env.from));
@@ -292,7 +299,10 @@ impl App {
             ));
             let tmp_path = format!("{maildir}/tmp/{name}");
             let mut f = std::fs::File::create(&tmp_path).map_err(|e| format!("{tmp_path}: {e}"))?;
-            f.write_all(head.as_bytes()).and_then(|_| f.write_all(msg)).and_then(|_| f.sync_all()).map_err(|e| format!("{tmp_path}: {e}"))?;
+            f.write_all(head.as_bytes())
+                .and_then(|_| f.write_all(msg))
+                .and_then(|_| f.sync_all())
+                .map_err(|e| format!("{tmp_path}: {e}"))?;
             drop(f);
             std::fs::rename(&tmp_path, &new_path).map_err(|e| format!("{new_path}: {e}"))?;
             log(LogLevel::Info, &format!("delivered {bundle_id} from {} to {user}", env.from));
@@ -305,7 +315,14 @@ impl App {
     }
 
     /// Sends `sender` a bounce (never for a bounce: no loops).
-    fn bounce(&self, sender: &str, recipients: &[String], why: &str, headers: &str, cause: Origin) -> Result<(), String> {
+    fn bounce(
+        &self,
+        sender: &str,
+        recipients: &[String],
+        why: &str,
+        headers: &str,
+        cause: Origin,
+    ) -> Result<(), String> {
         if sender.to_ascii_lowercase().starts_with("mailer-daemon@") || !sender.contains('@') {
             log(LogLevel::Warn, &format!("not bouncing to {sender}: {why}"));
             return Ok(());
@@ -341,7 +358,10 @@ impl App {
             return Ok(());
         }
         let Ok(raw) = std::fs::read(&path) else {
-            log(LogLevel::Info, &format!("deletion report for {} (not a mail sent here, or bounced already)", r.subject));
+            log(
+                LogLevel::Info,
+                &format!("deletion report for {} (not a mail sent here, or bounced already)", r.subject),
+            );
             return Ok(());
         };
         let sent: Sent = serde_json::from_slice(&raw).map_err(|e| format!("{path}: {e}"))?;
@@ -431,7 +451,9 @@ impl Guest for Email {
             return Err("config: maildir must contain {user}".into());
         }
         let node_id = host::node_id();
-        let node = node_name(&node_id).ok_or_else(|| format!("the email app needs a dtn:// node ID, not {node_id}"))?.to_owned();
+        let node = node_name(&node_id)
+            .ok_or_else(|| format!("the email app needs a dtn:// node ID, not {node_id}"))?
+            .to_owned();
         let mail_eid = format!("dtn://{node}/mail");
         std::fs::create_dir_all(format!("{}/sent", config.state)).map_err(|e| format!("{}: {e}", config.state))?;
         if let Some(o) = &config.outbox {

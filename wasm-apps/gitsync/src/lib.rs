@@ -45,8 +45,8 @@ use std::cell::RefCell;
 
 use ferry::app::host::{self, LogLevel};
 use ferry::app::types::{InvokeError, Outgoing, ReportFlags};
-use proto::{Kind, Msg};
 use ferry_app_util::parse_duration_ms;
+use proto::{Kind, Msg};
 use serde::Deserialize;
 use state::{In, Out, Store};
 
@@ -202,7 +202,10 @@ impl App {
             out.sent_refs.insert(name.clone(), sha.clone());
         }
         self.store.save_out(repo, &peer, &out)?;
-        log(LogLevel::Info, &format!("{repo}: push {seq} ({} refs, {} bytes) to {to} as {id}", changed.len(), bundle.len()));
+        log(
+            LogLevel::Info,
+            &format!("{repo}: push {seq} ({} refs, {} bytes) to {to} as {id}", changed.len(), bundle.len()),
+        );
         Ok(())
     }
 
@@ -350,7 +353,10 @@ impl Guest for Gitsync {
             let (msg, body) = match Msg::parse(&bundle.payload) {
                 Ok(m) => m,
                 Err(e) => {
-                    log(LogLevel::Error, &format!("{} from {} is not a gitsync message: {e}", bundle.id, bundle.source));
+                    log(
+                        LogLevel::Error,
+                        &format!("{} from {} is not a gitsync message: {e}", bundle.id, bundle.source),
+                    );
                     return Ok(());
                 }
             };

@@ -36,11 +36,7 @@ impl Msg {
 
     /// Splits a payload into header and body (the git bundle of a push).
     pub fn parse(payload: &[u8]) -> Result<(Msg, &[u8]), String> {
-        let end = payload
-            .windows(2)
-            .take(MAX_HEADER)
-            .position(|w| w == b"\n\n")
-            .ok_or("no end of header")?;
+        let end = payload.windows(2).take(MAX_HEADER).position(|w| w == b"\n\n").ok_or("no end of header")?;
         let head = std::str::from_utf8(&payload[..end]).map_err(|_| "header is not UTF-8")?;
         let mut lines = head.lines();
         if lines.next() != Some("gitsync 1") {
@@ -106,7 +102,12 @@ mod tests {
         payload.extend_from_slice(b"BUNDLE");
         let (back, body) = Msg::parse(&payload).unwrap();
         assert_eq!((back, body), (m, b"BUNDLE".as_slice()));
-        for bad in [&b"gitsync 2\npush\nrepo p\nseq 1\n\n"[..], b"gitsync 1\npush\nrepo ../p\nseq 1\n\n", b"gitsync 1\nack\nrepo p\nseq 1\n\n", b"gitsync 1\npush\nrepo p\nseq 1\n"] {
+        for bad in [
+            &b"gitsync 2\npush\nrepo p\nseq 1\n\n"[..],
+            b"gitsync 1\npush\nrepo ../p\nseq 1\n\n",
+            b"gitsync 1\nack\nrepo p\nseq 1\n\n",
+            b"gitsync 1\npush\nrepo p\nseq 1\n",
+        ] {
             assert!(Msg::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
         let c = Command::parse(b"push\nrepo p\nto dtn://b/gitsync\nref main\n").unwrap();

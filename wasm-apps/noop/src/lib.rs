@@ -3,7 +3,6 @@
 
 wit_bindgen::generate!({ world: "app", path: "../wit" });
 
-
 struct Noop;
 
 impl Guest for Noop {

@@ -78,9 +78,9 @@ pub fn run(spec: &CapabilitySpec, args: &[String], stdin: &[u8]) -> Result<Outpu
     }
     cmd.env("LANG", "C").env("GIT_ALLOW_PROTOCOL", "file").env("GIT_TERMINAL_PROMPT", "0");
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| CapabilityError::Failed(format!("cannot run `{}` in {}: {e}", spec.program, spec.dir.display())))?;
+    let mut child = cmd.spawn().map_err(|e| {
+        CapabilityError::Failed(format!("cannot run `{}` in {}: {e}", spec.program, spec.dir.display()))
+    })?;
     let (Some(mut input), Some(out), Some(err)) = (child.stdin.take(), child.stdout.take(), child.stderr.take()) else {
         let _ = child.kill();
         let _ = child.wait();

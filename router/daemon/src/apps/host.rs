@@ -190,7 +190,12 @@ impl HostState {
         self.runtime.block_on(daemon.unregister(&eid)).map(|_| ()).map_err(|e| e.to_string())
     }
 
-    fn invoke_now(&mut self, capability: String, args: Vec<String>, stdin: Vec<u8>) -> Result<InvokeOutput, InvokeError> {
+    fn invoke_now(
+        &mut self,
+        capability: String,
+        args: Vec<String>,
+        stdin: Vec<u8>,
+    ) -> Result<InvokeOutput, InvokeError> {
         let Some(spec) = self.capabilities.get(&capability) else {
             return Err(InvokeError::NotGranted(format!("no capability `{capability}` is granted to this app")));
         };

@@ -317,7 +317,11 @@ impl AppHost {
                 let eid = host::resolve_endpoint(&node_id, &text)
                     .map_err(|message| AppError::Endpoint { app: app.clone(), message })?;
                 shared.claim(&eid).map_err(|message| AppError::Endpoint { app: app.clone(), message })?;
-                daemon.register(eid.clone()).await.map_err(|source| AppError::Register { app, endpoint: eid, source })?;
+                daemon.register(eid.clone()).await.map_err(|source| AppError::Register {
+                    app,
+                    endpoint: eid,
+                    source,
+                })?;
             }
             let (tx, rx) = mpsc::unbounded_channel();
             let runner = Runner::new(

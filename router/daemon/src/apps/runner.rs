@@ -270,7 +270,11 @@ impl Runner {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_callback(|ctx| {
-            Ok(if Instant::now() >= ctx.data().deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Continue(1) })
+            Ok(if Instant::now() >= ctx.data().deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Continue(1)
+            })
         });
         store.set_epoch_deadline(1);
         let Some(component) = self.component.as_ref() else {

@@ -131,7 +131,12 @@ fn valid_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-fn duration(v: &Option<Spanned<String>>, key: &str, default: Duration, err: ValueError) -> Result<Duration, ConfigError> {
+fn duration(
+    v: &Option<Spanned<String>>,
+    key: &str,
+    default: Duration,
+    err: ValueError,
+) -> Result<Duration, ConfigError> {
     match v {
         None => Ok(default),
         Some(s) => {
@@ -187,7 +192,11 @@ pub fn build(apps: &[AppConfig], base: &Path, err: ValueError) -> Result<Vec<App
         let mut dirs = BTreeMap::new();
         for (guest, host) in &a.dirs {
             if !guest.starts_with('/') {
-                return Err(err(a.name.span(), "dirs", format!("`{guest}`: the folder the app sees must start with /")));
+                return Err(err(
+                    a.name.span(),
+                    "dirs",
+                    format!("`{guest}`: the folder the app sees must start with /"),
+                ));
             }
             dirs.insert(guest.clone(), base.join(host));
         }
@@ -229,6 +238,52 @@ pub fn build(apps: &[AppConfig], base: &Path, err: ValueError) -> Result<Vec<App
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{FileConfig, Overrides, Settings};
+
+    fn apps(text: &str) -> Result<Vec<AppSpec>, ConfigError> {
+        let path = Path::new("/etc/ferry/ferry.toml");
+        let cfg = FileConfig::parse(path, text)?;
+        let flags = Overrides { data_dir: Some("/tmp/x".into()), no_default_cla: true, ..Default::default() };
+        Ok(Settings::build(Some((path, text, cfg)), &flags)?.apps)
+    }
+
+    #[test]
+    fn a_full_app_table() {
+        let a = apps(
+            "[[app]]\nname = \"gitsync\"\ncomponent = \"apps/g.wasm\"\nendpoints = [\"gitsync\"]\nmemory = \"32MiB\"\n\
+             time_budget = \"2s\"\ntick = \"500ms\"\nmax_attempts = 3\nautostart = false\n\
+             [app.dirs]\n\"/state\" = \"state\"\n[app.config]\nlifetime = \"1d\"\n\
+             [app.capabilities.project]\nprogram = \"git\"\ndir = \"/srv/p\"\n\
+             [app.capabilities.sh]\nprogram = \"/bin/sh\"\ndir = \"/tmp\"\nallow = [\"-c\"]\ntimeout = \"3s\"\n",
+        )
+        .unwrap();
+        let a = &a[0];
+        assert_eq!(a.component, PathBuf::from("/etc/ferry/apps/g.wasm"));
+        assert_eq!((a.memory, a.max_attempts, a.autostart), (32 << 20, 3, false));
+        assert_eq!((a.time_budget, a.tick), (Duration::from_secs(2), Duration::from_millis(500)));
+        assert_eq!(a.dirs["/state"], PathBuf::from("/etc/ferry/state"));
+        assert_eq!(a.config_json, r#"{"lifetime":"1d"}"#);
+        let git = &a.capabilities["project"];
+        assert_eq!(git.allow.as_deref().map(<[String]>::len), Some(GIT_DEFAULT_ALLOW.len()));
+        assert_eq!(git.timeout, DEFAULT_CAPABILITY_TIMEOUT);
+        assert_eq!(a.capabilities["sh"].allow.as_deref(), Some(&["-c".to_owned()][..]));
+    }
+
+    #[test]
+    fn bad_tables_name_line_and_key() {
+        let e = apps("[[app]]\nname = \"a\"\ncomponent = \"a.wasm\"\n\n[[app]]\nname = \"b\"\ncomponent = \"b.wasm\"\nmax_attempts = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/etc/ferry/ferry.toml:8: `max_attempts`"), "{e}");
+        let e = apps("[[app]]\nname = \"a\"\ncomponent = \"a.wasm\"\nendpoints = [\"x\"]\n[[app]]\nname = \"b\"\ncomponent = \"b.wasm\"\nendpoints = [\"x\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":8: `endpoints`") && e.contains("belongs to app `a`"), "{e}");
+        let e = apps("[[app]]\nname = \"a\"\ncomponent = \"a.wasm\"\n[app.dirs]\n\"state\" = \"/s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`dirs`"), "{e}");
+    }
 
     #[test]
     fn sizes() {

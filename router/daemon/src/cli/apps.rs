@@ -50,6 +50,13 @@ struct Line {
     message: String,
 }
 
+/// Whether some application (an app, or a client) has registered `eid` on
+/// the node: submissions to an endpoint nobody takes would only wait.
+pub fn is_registered(api: &Api, eid: &str) -> Result<bool> {
+    let eids: Vec<String> = api.get("/status/eids")?.json()?;
+    Ok(eids.iter().any(|e| e == eid))
+}
+
 pub fn run(api: &Api, command: &AppsCommand, json: bool) -> Result<ExitCode> {
     match command {
         AppsCommand::List => {
@@ -81,7 +88,16 @@ pub fn run(api: &Api, command: &AppsCommand, json: bool) -> Result<ExitCode> {
             print!(
                 "{}",
                 table(
-                    &["app", "state", "endpoints", "delivered", "failed/traps/restarts", "set aside", "memory", "start"],
+                    &[
+                        "app",
+                        "state",
+                        "endpoints",
+                        "delivered",
+                        "failed/traps/restarts",
+                        "set aside",
+                        "memory",
+                        "start"
+                    ],
                     &rows
                 )
             );
@@ -89,8 +105,12 @@ pub fn run(api: &Api, command: &AppsCommand, json: bool) -> Result<ExitCode> {
                 println!("{}: last error: {}", a.name, a.last_error.as_deref().unwrap_or(""));
             }
         }
-        AppsCommand::Start { name } => println!("{}", api.post(&format!("/ferry/apps/start?name={}", query_encode(name)), vec![])?.text()),
-        AppsCommand::Stop { name } => println!("{}", api.post(&format!("/ferry/apps/stop?name={}", query_encode(name)), vec![])?.text()),
+        AppsCommand::Start { name } => {
+            println!("{}", api.post(&format!("/ferry/apps/start?name={}", query_encode(name)), vec![])?.text())
+        }
+        AppsCommand::Stop { name } => {
+            println!("{}", api.post(&format!("/ferry/apps/stop?name={}", query_encode(name)), vec![])?.text())
+        }
         AppsCommand::Logs { name, lines } => {
             let answer = api.get(&format!("/ferry/apps/logs?name={}&lines={lines}", query_encode(name)))?;
             if json {

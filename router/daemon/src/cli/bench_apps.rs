@@ -114,7 +114,11 @@ fn round(x: f64) -> f64 {
 }
 
 pub fn run(args: &AppsArgs) -> Result<ExitCode> {
-    anyhow::ensure!(args.component.is_file(), "--component {}: no such file (build wasm-apps first)", args.component.display());
+    anyhow::ensure!(
+        args.component.is_file(),
+        "--component {}: no such file (build wasm-apps first)",
+        args.component.display()
+    );
     anyhow::ensure!(args.bundles > 0 && args.starts > 0 && args.apps > 0, "counts must be at least 1");
     let limit = humantime::parse_duration(&args.max_time).with_context(|| format!("--max-time {}", args.max_time))?;
     let component = std::fs::canonicalize(&args.component)?;
@@ -129,7 +133,9 @@ pub fn run(args: &AppsArgs) -> Result<ExitCode> {
     let load_s = loading.elapsed().as_secs_f64();
     let started = Instant::now();
     api.post("/ferry/apps/start?name=noop0", vec![])?;
-    until(limit, "the app to take every bundle", || Ok(app(&api, "noop0")?["delivered"].as_u64() == Some(args.bundles)))?;
+    until(limit, "the app to take every bundle", || {
+        Ok(app(&api, "noop0")?["delivered"].as_u64() == Some(args.bundles))
+    })?;
     let drain_s = started.elapsed().as_secs_f64();
     let first = app(&api, "noop0")?;
     let mut starts = vec![];

@@ -78,7 +78,13 @@ pub fn run(api: &Api, command_: &GitCommand, json: bool) -> Result<ExitCode> {
     let node_id = api.get("/status/nodeid")?.text().trim().to_owned();
     let node: Eid = node_id.parse().with_context(|| format!("ferryd's node ID `{node_id}`"))?;
     let dst = node.with_service(&args.endpoint).with_context(|| format!("--endpoint {}", args.endpoint))?;
-    let answer = api.post(&format!("/send?dst={}", query_encode(&dst.to_string())), command(&args.repo, &to.to_string(), &args.refs).into_bytes())?;
+    if !super::apps::is_registered(api, &dst.to_string())? {
+        bail!("nothing takes {dst}: is the gitsync app configured ([[app]] with endpoint {})?", args.endpoint);
+    }
+    let answer = api.post(
+        &format!("/send?dst={}", query_encode(&dst.to_string())),
+        command(&args.repo, &to.to_string(), &args.refs).into_bytes(),
+    )?;
     if json {
         println!("{}", serde_json::json!({"repo": args.repo, "to": to.to_string(), "answer": answer.text()}));
     } else {

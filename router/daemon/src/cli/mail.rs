@@ -136,7 +136,18 @@ pub fn run(api: &Api, args: &MailArgs) -> Result<ExitCode> {
         return fail(EX_DATAERR, format!("sender `{from}` is not an address like user@node"));
     }
     let payload = envelope(&from, &args.recipients, args.extract, &message);
-    let dst = format!("{}{}", if node_id.ends_with('/') { node_id.clone() } else { format!("{node_id}/") }, args.endpoint);
+    let dst =
+        format!("{}{}", if node_id.ends_with('/') { node_id.clone() } else { format!("{node_id}/") }, args.endpoint);
+    match super::apps::is_registered(api, &dst) {
+        Ok(true) => {}
+        Ok(false) => {
+            return fail(
+                EX_TEMPFAIL,
+                format!("nothing takes {dst}: is the email app configured ([[app]] with endpoint {})?", args.endpoint),
+            )
+        }
+        Err(e) => return fail(EX_TEMPFAIL, format!("{e:#}")),
+    }
     match api.post(&format!("/send?dst={}", query_encode(&dst)), payload) {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(e) => fail(EX_TEMPFAIL, format!("{e:#}")),
@@ -159,6 +170,9 @@ mod tests {
     #[test]
     fn envelope_shape() {
         let e = envelope("a@x", &["b@y".into(), "c@z".into()], true, b"Subject: hi\r\n\r\nbody");
-        assert_eq!(e, b"MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nRCPT TO:<c@z>\r\nEXTRACT\r\nDATA\r\nSubject: hi\r\n\r\nbody");
+        assert_eq!(
+            e,
+            b"MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nRCPT TO:<c@z>\r\nEXTRACT\r\nDATA\r\nSubject: hi\r\n\r\nbody"
+        );
     }
 }

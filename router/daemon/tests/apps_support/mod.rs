@@ -114,12 +114,7 @@ pub fn wait_output(mut child: std::process::Child, limit: Duration) -> Output {
 /// `ferry ARGS` that must succeed; its stdout.
 pub fn ferry_ok(node: &Ferryd, args: &[&str], stdin: &[u8]) -> String {
     let out = ferry(node, args, stdin);
-    assert!(
-        out.status.success(),
-        "ferry {args:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "ferry {args:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
