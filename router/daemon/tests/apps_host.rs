@@ -158,3 +158,29 @@ fn bad_app_configs_are_refused_with_file_line_and_key() {
         assert!(stderr.contains("bad.toml:") && stderr.contains(key), "{text}: {stderr}");
     }
 }
+
+#[test]
+fn broken_components_and_failing_starts_are_reported_and_the_node_runs_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"\0asm but not really").unwrap();
+    let config = format!(
+        "[[app]]\nname = \"junk\"\ncomponent = \"{}\"\nendpoints = [\"junk\"]\n\n{}",
+        junk.display(),
+        app_block("confused", "misbehave", &["confused"], "[app.config]\nmode = \"dance\"")
+    );
+    let a = node(dir.path(), "a", &config);
+    a.eventually("the junk component to be refused", WAIT, || {
+        let s = apps_support::app_status(&a, "junk");
+        s["state"] == "backoff" && s["last_error"].as_str().unwrap_or("").contains("junk.wasm")
+    });
+    a.eventually("the failing start to stop the app", WAIT, || {
+        apps_support::app_status(&a, "confused")["state"] == "failed"
+    });
+    let s = apps_support::app_status(&a, "confused");
+    assert!(s["last_error"].as_str().unwrap_or("").contains("unknown mode"), "{s}");
+    // Bundles for them wait in the store; the node serves.
+    assert_eq!(a.post("/send?dst=dtn://a/junk&lifetime=1h", b"kept".to_vec()).status, 200);
+    assert_eq!(a.bundle_ids().len(), 1);
+    assert_eq!(a.get("/status/info").status, 200);
+}
