@@ -258,11 +258,9 @@ impl App {
                 continue;
             }
             let maildir = self.config.maildir.replace("{user}", &user);
-            if std::fs::metadata(&maildir).is_err() {
-                if !self.config.autocreate {
-                    unknown.push(rcpt.clone());
-                    continue;
-                }
+            if std::fs::metadata(&maildir).is_err() && !self.config.autocreate {
+                unknown.push(rcpt.clone());
+                continue;
             }
             for sub in ["tmp", "new", "cur"] {
                 std::fs::create_dir_all(format!("{maildir}/{sub}")).map_err(|e| format!("{maildir}/{sub}: {e}"))?;

@@ -38,8 +38,13 @@ fn error(e: AppError) -> Response {
     (status, e.to_string()).into_response()
 }
 
-fn name(q: &Params) -> Result<&str, Response> {
-    q.get("name").map(String::as_str).ok_or_else(|| (StatusCode::BAD_REQUEST, "missing ?name=APP").into_response())
+/// The `?name=` parameter; `None` answers 400.
+fn name(q: &Params) -> Option<&str> {
+    q.get("name").map(String::as_str)
+}
+
+fn missing_name() -> Response {
+    (StatusCode::BAD_REQUEST, "missing ?name=APP").into_response()
 }
 
 async fn list(State(host): State<Arc<AppHost>>) -> Response {
@@ -56,10 +61,7 @@ async fn stop(State(host): State<Arc<AppHost>>, q: Params) -> Response {
 
 /// Starts or stops the app that `?name=` names.
 fn control(host: &AppHost, q: &Params, doing: &str, op: fn(&AppHost, &str) -> Result<(), AppError>) -> Response {
-    let n = match name(q) {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
+    let Some(n) = name(q) else { return missing_name() };
     match op(host, n) {
         Ok(()) => format!("{doing} {n}").into_response(),
         Err(e) => error(e),
@@ -67,10 +69,7 @@ fn control(host: &AppHost, q: &Params, doing: &str, op: fn(&AppHost, &str) -> Re
 }
 
 async fn logs(State(host): State<Arc<AppHost>>, q: Params) -> Response {
-    let n = match name(&q) {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
+    let Some(n) = name(&q) else { return missing_name() };
     let lines = match q.get("lines").map(|l| l.parse::<usize>()) {
         None => 100,
         Some(Ok(l)) => l,

@@ -75,7 +75,7 @@ pub enum AppError {
     Endpoint { app: String, message: String },
     /// Registering an endpoint in the node failed.
     #[error("app `{app}`: registering {endpoint}: {source}")]
-    Register { app: String, endpoint: Eid, source: crate::daemon::DaemonError },
+    Register { app: String, endpoint: Eid, source: Box<crate::daemon::DaemonError> },
     /// The app's thread could not be started.
     #[error("app `{app}`: cannot start its thread: {source}")]
     Thread { app: String, source: std::io::Error },
@@ -317,10 +317,10 @@ impl AppHost {
                 let eid = host::resolve_endpoint(&node_id, &text)
                     .map_err(|message| AppError::Endpoint { app: app.clone(), message })?;
                 shared.claim(&eid).map_err(|message| AppError::Endpoint { app: app.clone(), message })?;
-                daemon.register(eid.clone()).await.map_err(|source| AppError::Register {
+                daemon.register(eid.clone()).await.map_err(|e| AppError::Register {
                     app,
                     endpoint: eid,
-                    source,
+                    source: Box::new(e),
                 })?;
             }
             let (tx, rx) = mpsc::unbounded_channel();
