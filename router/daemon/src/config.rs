@@ -31,6 +31,11 @@
 //! [cla.settings]                   # the plugin's own settings
 //! listen = ["0.0.0.0:4556"]
 //! peers = ["tcpcl://10.0.0.2:4556"]
+//!
+//! [[app]]                          # WebAssembly apps: see crate::apps::spec
+//! name = "email"
+//! component = "email.wasm"
+//! endpoints = ["mail", "mail-submit"]
 //! ```
 //!
 //! Unknown keys are errors. Every error names the file, the line and the key.
@@ -86,6 +91,9 @@ pub struct FileConfig {
     /// Load the TCP plugin found next to ferryd when no `[[cla]]` is given
     /// (default true).
     pub default_cla: Option<bool>,
+    /// WebAssembly apps to run (see `crate::apps::spec`).
+    #[serde(default)]
+    pub app: Vec<crate::apps::spec::AppConfig>,
 }
 
 /// One `[[cla]]`: a plugin library and its own settings table.
@@ -163,6 +171,8 @@ pub struct Settings {
     pub allow_remote: bool,
     /// Convergence-layer plugins to load, in order.
     pub clas: Vec<crate::plugins::ClaSpec>,
+    /// WebAssembly apps to run, in order.
+    pub apps: Vec<crate::apps::spec::AppSpec>,
     /// Things worth logging once logging is set up (e.g. ignored settings).
     pub warnings: Vec<String>,
 }
@@ -499,6 +509,14 @@ impl Settings {
             }
         }
 
+        let app_error = |span: std::ops::Range<usize>, key: &str, message: String| ConfigError::Value {
+            path: src.path.to_owned(),
+            line: src.line_of(span.start),
+            key: key.to_owned(),
+            message,
+        };
+        let apps = crate::apps::spec::build(&cfg.app, base, &app_error)?;
+
         Ok(Settings {
             node_id,
             data_dir,
@@ -510,6 +528,7 @@ impl Settings {
             api,
             allow_remote,
             clas,
+            apps,
             warnings,
         })
     }

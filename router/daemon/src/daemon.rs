@@ -1083,6 +1083,16 @@ impl Daemon {
         self.execute(actions).await;
     }
 
+    /// Deletes a bundle by ID for `reason` (one deletion path: the deletion
+    /// status report goes out if the bundle asked for one). The app host sets
+    /// aside a bundle that its app keeps failing on this way. False if the
+    /// node no longer has it.
+    pub async fn delete_for(&self, id: &BundleId, reason: ReasonCode) -> bool {
+        let (found, actions) = self.input(|node, now| node.delete(now, id, reason));
+        self.execute(actions).await;
+        found
+    }
+
     /// A bundle queued for delivery is gone from the store: the node is told.
     async fn delivery_failed(&self, id: &BundleId) {
         let ((), actions) = self.input(|node, now| node.handle_delivery_failed(now, id));

@@ -10,6 +10,7 @@
 //!   syncs), delivery queues, the timer, recovery at start-up.
 //! - [`api`]: the HTTP API (dtn7-rs compatible routes plus `/ferry/*`).
 //! - [`ws`]: the `/ws` websocket application agent (dtn7-rs's protocol).
+//! - [`apps`]: the WebAssembly app host (wasmtime; `[[app]]`, `/ferry/apps`).
 //! - [`server`]: start-up and graceful shutdown of the whole daemon.
 //! - [`shutdown`]: the shutdown signal and completion tracking (mini-redis style).
 //! - [`cla`]: the convergence-layer seam (no CLAs yet; transmissions fail).
@@ -52,8 +53,10 @@
 //! | `GET /ferry/bundle?bid=<bid>` | one such object; 404 `Bundle not found` |
 //! | `GET /ferry/bundle.cbor?bid=<bid>` | the stored bytes; 404 |
 //! | `GET /ws` | websocket, see [`ws`] |
+//! | `GET /ferry/apps`, `/ferry/apps/{start,stop,logs}?name=N` | the apps, see [`apps::api`] |
 
 pub mod api;
+pub mod apps;
 pub mod cla;
 pub mod clock;
 pub mod config;

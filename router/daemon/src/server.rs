@@ -47,6 +47,8 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("the API server failed: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Apps(#[from] crate::apps::AppError),
 }
 
 /// Opens the RocksDB store in `<data_dir>/store`.
@@ -112,6 +114,7 @@ pub async fn run(settings: Settings, stop: impl Future<Output = ()> + Send + 'st
     clas.attach(&daemon);
     clas.start();
     daemon.connect_configured_peers();
+    let apps = Arc::new(crate::apps::AppHost::start(settings.apps.clone(), &daemon, &settings.data_dir).await?);
 
     let listener = tokio::net::TcpListener::bind(settings.api)
         .await
@@ -129,7 +132,8 @@ pub async fn run(settings: Settings, stop: impl Future<Output = ()> + Send + 'st
     let mut controller = ShutdownController::new();
     tokio::spawn(Arc::clone(&daemon).run_timer(controller.handle()));
 
-    let app = api::router(AppState { daemon: Arc::clone(&daemon), shutdown: controller.handle() });
+    let app = api::router(AppState { daemon: Arc::clone(&daemon), shutdown: controller.handle() })
+        .merge(crate::apps::api::router(Arc::clone(&apps)));
     let mut server_stop = controller.handle();
     use axum::serve::ListenerExt;
     let listener = listener.tap_io(|tcp| {
@@ -159,6 +163,9 @@ pub async fn run(settings: Settings, stop: impl Future<Output = ()> + Send + 'st
     if !controller.wait(SHUTDOWN_GRACE).await {
         tracing::warn!("websocket sessions or tasks still running after {SHUTDOWN_GRACE:?}; flushing anyway");
     }
+    // Apps finish the call they are in (bounded by their time budgets).
+    let stopping = Arc::clone(&apps);
+    let _ = tokio::task::spawn_blocking(move || stopping.shutdown()).await;
     // Plugins stop on a blocking thread: they end their sessions politely
     // and settle every transmission before returning.
     let stopping = Arc::clone(&clas);

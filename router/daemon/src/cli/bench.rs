@@ -426,14 +426,19 @@ async fn ws_connection(url: &str, window: u64, work: &Work, outcome: &Arc<Outcom
 }
 
 /// A ferryd the bench started; killed and cleaned up on drop.
-struct Spawned {
-    child: Child,
-    dir: PathBuf,
-    api: String,
+pub(super) struct Spawned {
+    pub(super) child: Child,
+    pub(super) dir: PathBuf,
+    pub(super) api: String,
 }
 
 impl Spawned {
     fn start(ferryd: Option<&Path>) -> Result<Spawned> {
+        Spawned::start_with(ferryd, &[])
+    }
+
+    /// [`Spawned::start`] with more arguments for ferryd (`--config FILE`).
+    pub(super) fn start_with(ferryd: Option<&Path>, extra: &[std::ffi::OsString]) -> Result<Spawned> {
         let exe = match ferryd {
             Some(p) => p.to_path_buf(),
             None => {
@@ -455,6 +460,7 @@ impl Spawned {
             .arg("--data-dir")
             .arg(&data)
             .args(["--api", "127.0.0.1:0", "--no-default-cla"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

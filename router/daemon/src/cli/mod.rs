@@ -11,19 +11,25 @@
 //! - [`bench_link`]: measure a link between two ferryd (and two dtnd, for comparison);
 //! - [`usb`]: sync with a plugged-in stick now (the usbdir plugin);
 //! - [`bench_usb`]: two ferryd through a folder, next to NNCP;
+//! - [`apps`], [`mail`], [`git`]: the WebAssembly apps, and submission to
+//!   the email and gitsync apps;
 //! - [`fmt`]: small text helpers shared by the commands (hex, durations, tables).
 //!
 //! Exit codes: 0 success; 1 failure (an error message on stderr), and for
 //! `bundle decode` "the bundle is invalid"; 2 for `bundle decode` when the input
 //! could not be read at all (grep's convention: 1 is a verdict, 2 is trouble).
 
+pub mod apps;
 pub mod bench;
+pub mod bench_apps;
 pub mod bench_link;
 pub mod bench_usb;
 pub mod bundles;
 pub mod client;
 pub mod decode;
 pub mod fmt;
+pub mod git;
+pub mod mail;
 pub mod recv;
 pub mod send;
 pub mod status;
@@ -74,6 +80,18 @@ pub enum Command {
         #[command(subcommand)]
         command: usb::UsbCommand,
     },
+    /// Manage the node's WebAssembly apps.
+    Apps {
+        #[command(subcommand)]
+        command: apps::AppsCommand,
+    },
+    /// Submit a mail to the email app (sendmail-compatible: reads the message on stdin).
+    Mail(mail::MailArgs),
+    /// Git repositories synchronised by the gitsync app.
+    Git {
+        #[command(subcommand)]
+        command: git::GitCommand,
+    },
     /// Measure ferryd's performance.
     Bench {
         #[command(subcommand)]
@@ -107,6 +125,9 @@ pub enum BenchCommand {
     /// Two ferryd exchanging bundles through a folder (the usbdir plugin),
     /// next to NNCP (nncp-file, nncp-xfer, nncp-toss) in the same run, as JSON.
     Usb(bench_usb::UsbArgs),
+    /// The WebAssembly app host: bundles/s through a no-op app, cold start,
+    /// memory per app, as JSON.
+    Apps(bench_apps::AppsArgs),
 }
 
 /// Runs the command line of this process and turns the outcome into an exit code.
@@ -130,9 +151,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bundles { command } => bundles::run(&client::Api::new(&cli.api)?, &command, json),
         Command::Status => status::run(&client::Api::new(&cli.api)?, json),
         Command::Bundle { command: BundleCommand::Decode(args) } => Ok(decode::run(&args)),
+        Command::Apps { command } => apps::run(&client::Api::new(&cli.api)?, &command, json),
+        Command::Mail(args) => mail::run(&client::Api::new(&cli.api)?, &args),
+        Command::Git { command } => git::run(&client::Api::new(&cli.api)?, &command, json),
         Command::Bench { command: BenchCommand::Ingest(args) } => bench::run(&cli.api, &args),
         Command::Bench { command: BenchCommand::Link(args) } => bench_link::run(&args),
         Command::Bench { command: BenchCommand::Usb(args) } => bench_usb::run(&args),
         Command::Usb { command } => usb::run(&client::Api::new(&cli.api)?, &command, json),
+        Command::Bench { command: BenchCommand::Apps(args) } => bench_apps::run(&args),
     }
 }
