@@ -446,22 +446,32 @@ fn a_peer_that_never_acknowledges_times_out_and_its_transfers_fail() {
     a.transmit(peer, 1, &bundle(10_000, 1));
     // Read what a sends (its segment, its SESS_TERM) but never answer; close
     // once a gave up on us.
-    let deadline = Instant::now() + WAIT;
-    let mut got = Vec::new();
-    while !messages(&got).1.iter().any(|m| m.starts_with("SESS_TERM")) && Instant::now() < deadline {
-        let (more, closed) = read_until_closed(&mut s, Duration::from_millis(200));
-        got.extend(more);
-        if closed {
-            break;
-        }
-    }
-    let msgs = messages(&got).1;
+    let msgs = read_until_sess_term(&mut s, None);
     assert!(msgs.contains(&"XFER_SEGMENT 0 10000 B".to_string()), "{msgs:?}");
     assert!(msgs.contains(&format!("SESS_TERM {:?}", SessTermReason::IdleTimeout)), "{msgs:?}");
     drop(s);
     a.wait_down(peer);
     assert_eq!(a.wait_done(1), Outcome::Failed);
     assert!(a.host.warnings().iter().any(|w| w.contains("twice the keepalive")));
+}
+
+/// What a peer that never acknowledges reads (message names) until the node
+/// sends SESS_TERM or closes, bounded by [`WAIT`]; `keepalive`, if given, is
+/// written before each read.
+fn read_until_sess_term(s: &mut TcpStream, keepalive: Option<&[u8]>) -> Vec<String> {
+    let deadline = Instant::now() + WAIT;
+    let mut got = Vec::new();
+    while !messages(&got).1.iter().any(|m| m.starts_with("SESS_TERM")) && Instant::now() < deadline {
+        if keepalive.is_some_and(|k| s.write_all(k).is_err()) {
+            break;
+        }
+        let (more, closed) = read_until_closed(s, Duration::from_millis(250));
+        got.extend(more);
+        if closed {
+            break;
+        }
+    }
+    messages(&got).1
 }
 
 /// A peer that keeps its session alive with keepalives but never acknowledges
@@ -482,20 +492,8 @@ fn a_peer_that_sends_keepalives_but_never_acks_is_cut_off_by_the_transfer_timeou
     let mut keepalive = Vec::new();
     Message::Keepalive.emit(&mut keepalive);
     let started = Instant::now();
-    let deadline = started + WAIT;
-    let mut got = Vec::new();
-    while !messages(&got).1.iter().any(|m| m.starts_with("SESS_TERM")) && Instant::now() < deadline {
-        // Alive, as far as keepalives go.
-        if s.write_all(&keepalive).is_err() {
-            break;
-        }
-        let (more, closed) = read_until_closed(&mut s, Duration::from_millis(300));
-        got.extend(more);
-        if closed {
-            break;
-        }
-    }
-    let msgs = messages(&got).1;
+    // Alive, as far as keepalives go.
+    let msgs = read_until_sess_term(&mut s, Some(&keepalive));
     assert!(msgs.contains(&"XFER_SEGMENT 0 10000 B".to_string()), "{msgs:?}");
     assert!(msgs.contains(&format!("SESS_TERM {:?}", SessTermReason::IdleTimeout)), "{msgs:?}");
     assert!(started.elapsed() >= Duration::from_millis(1500), "cut off before the transfer timeout");
