@@ -195,12 +195,17 @@ fn a_cable_pulled_mid_transfer_loses_nothing() {
 fn a_cable_pulled_for_good_takes_the_link_down_and_nothing_is_lost() {
     let relay = Relay::new();
     let (a, b, pa, _) = pair(&relay, "");
+    // A line of 200 kB/s: the 300 kB take 1.5 s, so the cut always comes
+    // before the last transfer ends (unpaced, a pty can carry them all
+    // between two looks at the relay's counter).
+    let pace = 200_000;
+    relay.set_faults(Faults { pace, ..Faults::default() });
     let bundles: Vec<Vec<u8>> = (0..5).map(|i| bundle(60_000, 40 + i)).collect();
     for (i, x) in bundles.iter().enumerate() {
         a.transmit(pa, i as u64, x);
     }
     eventually("the transfer to be under way", || relay.carried()[0] > 20_000);
-    relay.set_faults(Faults { cut: true, ..Faults::default() });
+    relay.set_faults(Faults { cut: true, pace, ..Faults::default() });
     a.wait_down(1);
     b.wait_down(1);
     let unsent: Vec<Vec<u8>> = (0..5u64)
