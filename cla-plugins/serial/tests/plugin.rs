@@ -240,6 +240,9 @@ fn an_unplugged_adapter_is_reopened_and_a_missing_one_waited_for() {
     relay.plug(0);
     let pa = a.wait_up(1);
     b.wait_up(1);
+    // Paced at 200 kB/s, so the adapter goes while transfers are still
+    // running, however fast the ptys are.
+    relay.set_faults(Faults { pace: 200_000, ..Faults::default() });
     let bundles: Vec<Vec<u8>> = (0..3).map(|i| bundle(150_000, 70 + i)).collect();
     for (i, x) in bundles.iter().enumerate() {
         a.transmit(pa, i as u64, x);
