@@ -230,10 +230,7 @@ mod tests {
     #[test]
     fn bad_escapes_drop_the_frame() {
         let wire = [FEND, 0, 1, FESC, 0x42, 2, FEND, 0, b'x', FEND];
-        assert_eq!(
-            decode_all(&mut Decoder::new(64), &wire),
-            vec![Err(DropReason::BadEscape), Ok((0, b"x".to_vec()))]
-        );
+        assert_eq!(decode_all(&mut Decoder::new(64), &wire), vec![Err(DropReason::BadEscape), Ok((0, b"x".to_vec()))]);
         let cut = [FEND, 0, 1, FESC, FEND, 0, b'y', FEND];
         assert_eq!(decode_all(&mut Decoder::new(64), &cut), vec![Err(DropReason::BadEscape), Ok((0, b"y".to_vec()))]);
     }

@@ -838,7 +838,9 @@ fn the_intake_pauses_at_the_unaccepted_byte_limit() {
     assert!(!raw.s.wants_input());
     raw.s.accept_transfer(TransferId(0)).unwrap();
     raw.s.resume_input(raw.now);
-    assert!(raw.take_events().contains(&Event::BundleReceived { transfer_id: TransferId(1), bundle: b"next".to_vec() }));
+    assert!(raw
+        .take_events()
+        .contains(&Event::BundleReceived { transfer_id: TransferId(1), bundle: b"next".to_vec() }));
 }
 
 // ----- keepalive and idle timeout ---------------------------------------------

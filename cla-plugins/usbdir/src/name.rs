@@ -37,8 +37,7 @@ pub enum NameError {
 pub fn encode_node(node_id: &str) -> Result<String, NameError> {
     let (prefix, rest) = if let Some(name) = node_id.strip_prefix("dtn://").and_then(|r| r.strip_suffix('/')) {
         ("dtn-", name)
-    } else if let Some(num) =
-        node_id.strip_prefix("ipn:").and_then(|r| r.strip_suffix(".0")).filter(|n| is_decimal(n))
+    } else if let Some(num) = node_id.strip_prefix("ipn:").and_then(|r| r.strip_suffix(".0")).filter(|n| is_decimal(n))
     {
         ("ipn-", num)
     } else {

@@ -165,7 +165,10 @@ fn in_parallel<T: Sync>(items: &[T], f: impl Fn(&T) -> Option<String> + Sync) ->
     std::thread::scope(|s| {
         let workers: Vec<_> =
             items.chunks(chunk).map(|part| s.spawn(move || part.iter().filter_map(f).collect::<Vec<_>>())).collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|_| vec!["a file operation panicked".into()])).collect()
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|_| vec!["a file operation panicked".into()]))
+            .collect()
     })
 }
 
@@ -178,7 +181,8 @@ pub fn parse_address(address: &str, me: &str) -> Result<(PathBuf, Option<String>
     let normalized = url_form.map(|r| format!("usbdir-sync:{r}"));
     let address = normalized.as_deref().unwrap_or(address);
     let (path, nonce) = if let Some(rest) = address.strip_prefix("usbdir-sync:") {
-        let (nonce, path) = rest.split_once(':').ok_or_else(|| format!("`{address}`: expected usbdir-sync:NONCE:PATH"))?;
+        let (nonce, path) =
+            rest.split_once(':').ok_or_else(|| format!("`{address}`: expected usbdir-sync:NONCE:PATH"))?;
         if nonce.is_empty() || !nonce.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(format!("`{address}`: the sync nonce must be letters and digits"));
         }
@@ -203,8 +207,7 @@ impl Cla for UsbDir {
         let settings = Settings::parse(config).map_err(|e| e.to_string())?;
         let me = host.node_id().to_owned();
         let me_dir = name::encode_node(&me).map_err(|e| format!("usbdir plugin: {e}"))?;
-        let state_file =
-            settings.state_dir.clone().unwrap_or_else(default_state_dir).join(format!("{me_dir}.taken"));
+        let state_file = settings.state_dir.clone().unwrap_or_else(default_state_dir).join(format!("{me_dir}.taken"));
         Ok(UsbDir {
             shared: Arc::new(Shared {
                 host,
@@ -659,13 +662,20 @@ impl Worker {
                 }
             }
             Err(e) => {
-                self.trouble(i, format!("cannot read folder {}: {e}; nothing is read or written there", path.display()));
+                self.trouble(
+                    i,
+                    format!("cannot read folder {}: {e}; nothing is read or written there", path.display()),
+                );
                 return;
             }
         }
         want.remove(&me);
-        let gone: Vec<(String, u64)> =
-            self.roots[i].mailboxes.iter().filter(|(d, _)| !want.contains_key(*d)).map(|(d, h)| (d.clone(), *h)).collect();
+        let gone: Vec<(String, u64)> = self.roots[i]
+            .mailboxes
+            .iter()
+            .filter(|(d, _)| !want.contains_key(*d))
+            .map(|(d, h)| (d.clone(), *h))
+            .collect();
         for (d, h) in gone {
             self.roots[i].mailboxes.remove(&d);
             lock(&self.shared.queue).peers.remove(&h);
@@ -699,7 +709,10 @@ impl Worker {
                 listing
             }
             Err(e) => {
-                self.trouble(i, format!("cannot read this node's mailbox {}: {e}; nothing is taken from it", mailbox.display()));
+                self.trouble(
+                    i,
+                    format!("cannot read this node's mailbox {}: {e}; nothing is taken from it", mailbox.display()),
+                );
                 return None;
             }
         };
@@ -737,7 +750,11 @@ impl Worker {
             };
             if self.taken.contains(&v.id.to_string()) {
                 // A copy of a bundle taken before: removed, not delivered twice.
-                self.shared.host.debug(&format!("{}: bundle {} was taken before; removing the copy", e.path.display(), v.id));
+                self.shared.host.debug(&format!(
+                    "{}: bundle {} was taken before; removing the copy",
+                    e.path.display(),
+                    v.id
+                ));
                 self.remove_taken(&path, std::slice::from_ref(&e.path));
                 continue;
             }
@@ -750,7 +767,8 @@ impl Worker {
             self.next_token += 1;
             let from = self.roots[i].mailboxes.get(&e.from).copied().unwrap_or(0);
             self.roots[i].inbox.handed_over(&e, v.id.clone());
-            self.tokens.insert(token, Handed { root: path.clone(), entry: e, id: v.id, expires_unix_ms: v.expires_unix_ms });
+            self.tokens
+                .insert(token, Handed { root: path.clone(), entry: e, id: v.id, expires_unix_ms: v.expires_unix_ms });
             self.shared.host.bundle_received(from, &bytes, token);
             handed += 1;
         }
@@ -844,7 +862,12 @@ fn list_mailbox(mailbox: &Path) -> std::io::Result<(Vec<Entry>, Vec<String>)> {
                 continue;
             }
             let sig = FileSig { len: meta.len(), modified: meta.modified().ok() };
-            files.push(Entry { path: e.path(), from: from.clone(), name: e.file_name().to_string_lossy().into_owned(), sig });
+            files.push(Entry {
+                path: e.path(),
+                from: from.clone(),
+                name: e.file_name().to_string_lossy().into_owned(),
+                sig,
+            });
         }
         // Oldest first, so bundles arrive roughly in the order they were written.
         files.sort_by(|a, b| a.sig.modified.cmp(&b.sig.modified).then_with(|| a.name.cmp(&b.name)));
