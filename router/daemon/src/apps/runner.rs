@@ -335,12 +335,12 @@ impl Runner {
     fn deliver_round(&mut self, live: &mut Live) -> Round {
         let mut window: Vec<(Eid, BundleId)> = vec![];
         for endpoint in self.shared.endpoints() {
-            while window.len() < DELIVERY_WINDOW {
-                match self.daemon.pop_delivery(&endpoint) {
-                    Some(id) => window.push((endpoint.clone(), id)),
-                    None => break,
-                }
+            let room = DELIVERY_WINDOW - window.len();
+            if room == 0 {
+                break;
             }
+            let ids = self.daemon.pop_deliveries(&endpoint, room, u64::MAX);
+            window.extend(ids.into_iter().map(|id| (endpoint.clone(), id)));
         }
         if window.is_empty() {
             return Round::Idle;
