@@ -16,8 +16,12 @@
 //! The storage promise is kept by ordering: a bundle the node accepts first
 //! comes out as [`Action::Persist`]; nothing else happens to it (no delivery,
 //! no forwarding, no reception report) until the driver reports the write
-//! durable with [`Node::handle_persisted`]. The driver acknowledges a bundle to
-//! whoever gave it (API caller, TCPCL peer) only then.
+//! with [`Node::handle_persisted`]. The driver acknowledges a bundle to
+//! whoever gave it (API caller, TCPCL peer) only once the write is durable.
+//! A driver may report the write as soon as the store has it in hand, so
+//! that forwarding and delivery overlap the sync; should the sync then fail,
+//! it calls [`Node::handle_write_failed`] and the bundle, never
+//! acknowledged, is dropped (its sender still has it).
 //!
 //! Every deletion, whatever its reason (expiry, hop limit, a block's flags, an
 //! operator's request), goes through one path that sends the deletion status
@@ -443,7 +447,9 @@ impl Node {
         Ok(id)
     }
 
-    /// The driver finished an [`Action::Persist`].
+    /// The driver carried out an [`Action::Persist`]: with `ok`, the store has
+    /// the bundle (durable, or at least in the store's hands with its sync on
+    /// the way: see the module docs); without, it could not take it.
     pub fn handle_persisted(&mut self, now: DtnTime, id: &BundleId, ok: bool) {
         let Some(entry) = self.bundles.get_mut(id) else { return };
         if entry.state != State::Persisting {
@@ -481,6 +487,17 @@ impl Node {
             }
         }
         self.dispatch(now, id);
+    }
+
+    /// A write reported with `handle_persisted(ok = true)` before its sync
+    /// did not become durable after all (the store failed). The bundle was
+    /// never acknowledged, so its sender still has it: it is dropped without a
+    /// report, wherever it had got to (a transmission or delivery already on
+    /// its way makes it a duplicate later, which the protocol tolerates).
+    pub fn handle_write_failed(&mut self, id: &BundleId) {
+        if self.bundles.contains_key(id) {
+            self.discard(id);
+        }
     }
 
     /// Reassembly of the ADU that `parts` belong to failed (inconsistent

@@ -130,6 +130,27 @@ fn persist_comes_before_anything_else() {
 }
 
 #[test]
+fn a_write_that_fails_after_dispatch_drops_the_bundle_and_a_resend_is_taken() {
+    let mut n = Node::new(NodeConfig::new(eid("dtn://a/"), Box::new(Epidemic)));
+    n.register(T0, eid("dtn://a/in"));
+    let bytes = BundleBuilder::new(eid("dtn://x/"), eid("dtn://a/in"), CreationTimestamp { time: T0, seq: 1 }, 1000)
+        .build(b"p");
+    let id = n.handle_received(T0, bytes.clone(), None).unwrap();
+    while n.poll_action().is_some() {}
+    // Reported ahead of its sync: delivery starts...
+    n.handle_persisted(T0, &id, true);
+    assert!(matches!(n.poll_action(), Some(Action::Deliver { .. })));
+    // ...then the sync fails: the bundle is dropped, with no deletion report.
+    n.handle_write_failed(&id);
+    assert!(!n.contains(&id));
+    assert!(matches!(n.poll_action(), Some(Action::Delete { reason: None, .. })));
+    assert_eq!(n.poll_action(), None);
+    assert_eq!(n.stats().deleted, 0);
+    // Its sender was never acknowledged and sends it again: taken anew.
+    assert!(n.handle_received(T0, bytes, None).is_ok());
+}
+
+#[test]
 fn a_failed_write_is_not_accepted() {
     let mut n = Node::new(NodeConfig::new(eid("dtn://a/"), Box::new(Epidemic)));
     let bytes = BundleBuilder::new(eid("dtn://x/"), eid("dtn://a/in"), CreationTimestamp { time: T0, seq: 1 }, 1000)

@@ -314,8 +314,8 @@ pub struct Daemon {
     /// Read and written under the node lock, so that an input that moves the
     /// next timeout earlier always sees what the timer armed, and wakes it.
     timer_armed: AtomicU64,
-    /// Bundles whose Persist is running; `true` when a Delete came meanwhile.
-    persisting: Mutex<HashMap<BundleId, bool>>,
+    /// Bundles whose Persist is running.
+    persisting: Mutex<HashMap<BundleId, Writing>>,
     /// Woken when a persist finishes (for duplicates that wait on the first copy).
     persist_done: Notify,
     /// Copies of recently stored small bundles, for the transmission or
@@ -329,6 +329,25 @@ pub struct Daemon {
     peers: Mutex<BTreeMap<String, ConfiguredPeer>>,
     /// Last timestamp handed out by [`Daemon::creation_timestamp`].
     started: Instant,
+}
+
+/// A bundle whose write is running.
+#[derive(Default)]
+struct Writing {
+    /// A Delete came meanwhile: carried out once the write is done.
+    delete_after: bool,
+    /// Its bytes, when the node was told of it before the sync (see
+    /// [`Daemon::persist`]): what forwards or delivers it reads them here.
+    bytes: Option<Arc<[u8]>>,
+}
+
+/// A batch handed to the store whose sync has not been awaited yet.
+struct PendingWrite {
+    ids: Vec<BundleId>,
+    copies: Vec<Option<Arc<[u8]>>>,
+    /// The node was told (`handle_persisted`) before the sync.
+    early: bool,
+    synced: tokio::sync::oneshot::Receiver<Result<(), StoreError>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -495,10 +514,26 @@ impl Daemon {
 
     /// Carries out `actions` in order, and the actions that follow from them,
     /// until none are left. Consecutive persists (and consecutive deletes) go
-    /// to the store as one write, so they share one sync.
+    /// to the store as one write, so they share one sync. Returns once every
+    /// write it started is durable (or failed): the outcomes say what may be
+    /// acknowledged.
     pub async fn execute(&self, actions: Vec<Action>) -> Executed {
         let mut work: VecDeque<Action> = actions.into();
         let mut done = Executed::default();
+        let mut writes: Vec<PendingWrite> = vec![];
+        loop {
+            self.carry_out(&mut work, &mut done, &mut writes).await;
+            if writes.is_empty() {
+                return done;
+            }
+            for w in std::mem::take(&mut writes) {
+                work.extend(self.finish_write(w, &mut done).await);
+            }
+        }
+    }
+
+    /// [`Daemon::execute`]'s loop, up to the writes still syncing.
+    async fn carry_out(&self, work: &mut VecDeque<Action>, done: &mut Executed, writes: &mut Vec<PendingWrite>) {
         while let Some(action) = work.pop_front() {
             match action {
                 Action::Persist { meta, bytes } => {
@@ -508,7 +543,7 @@ impl Daemon {
                             batch.push((meta, bytes));
                         }
                     }
-                    let more = self.persist(batch, &mut done).await;
+                    let more = self.persist(batch, done, writes).await;
                     work.extend(more);
                 }
                 Action::UpdateMeta(meta) => {
@@ -522,9 +557,9 @@ impl Daemon {
                 }
                 Action::Delete { id, reason } => {
                     tracing::debug!(bundle = %id, ?reason, "deleting bundle");
-                    if let Some(pending) = lock(&self.persisting).get_mut(&id) {
+                    if let Some(w) = lock(&self.persisting).get_mut(&id) {
                         // Its write is still running: delete it once that is done.
-                        *pending = true;
+                        w.delete_after = true;
                         continue;
                     }
                     let mut ids = vec![id];
@@ -533,7 +568,7 @@ impl Daemon {
                         let Some(Action::Delete { id, reason }) = work.pop_front() else { break };
                         tracing::debug!(bundle = %id, ?reason, "deleting bundle");
                         match lock(&self.persisting).get_mut(&id) {
-                            Some(pending) => *pending = true,
+                            Some(w) => w.delete_after = true,
                             None => ids.push(id),
                         }
                     }
@@ -561,24 +596,66 @@ impl Daemon {
                 Action::Reassemble { parts } => work.extend(self.reassemble(parts).await),
             }
         }
-        done
     }
 
-    /// Stores `batch` as one write (one group-commit request, so one sync at
-    /// most), then tells the node about every bundle in it under one lock.
-    async fn persist(&self, batch: Vec<(BundleMeta, Vec<u8>)>, done: &mut Executed) -> Vec<Action> {
+    /// Hands `batch` to the store as one write (one group-commit request, so
+    /// one sync at most).
+    ///
+    /// When every bundle in it is small enough to keep in memory, the node is
+    /// told at once and what follows — forwarding, delivery — runs while the
+    /// store syncs; the write joins `writes`, and [`Daemon::execute`] awaits
+    /// it before it returns, so acknowledgements still wait for the disk. A
+    /// crash before the sync loses nothing that was acknowledged: at worst a
+    /// bundle forwarded meanwhile arrives twice, which the protocol allows.
+    /// Larger bundles are read back from the store to be sent, so for them
+    /// the node hears only once the write is durable.
+    async fn persist(
+        &self,
+        batch: Vec<(BundleMeta, Vec<u8>)>,
+        done: &mut Executed,
+        writes: &mut Vec<PendingWrite>,
+    ) -> Vec<Action> {
         let ids: Vec<BundleId> = batch.iter().map(|(m, _)| m.id.clone()).collect();
         let copies: Vec<Option<Arc<[u8]>>> = {
             let hot = lock(&self.hot);
             batch.iter().map(|(_, b)| hot.wants(b.len()).then(|| Arc::from(b.as_slice()))).collect()
         };
+        let early = copies.iter().all(Option::is_some);
         {
             let mut p = lock(&self.persisting);
-            for id in &ids {
-                p.insert(id.clone(), false);
+            for (id, copy) in ids.iter().zip(&copies) {
+                let bytes = if early { copy.clone() } else { None };
+                p.insert(id.clone(), Writing { delete_after: false, bytes });
             }
         }
-        let result = durable(|done| self.store.submit_put_many(batch, done)).await.map_err(|e| e.to_string());
+        let (tx, synced) = tokio::sync::oneshot::channel();
+        self.store.submit_put_many(
+            batch,
+            Box::new(move |r| {
+                // The waiting task may be gone (its caller hung up): nothing to tell.
+                let _ = tx.send(r);
+            }),
+        );
+        let write = PendingWrite { ids, copies, early, synced };
+        if !early {
+            return self.finish_write(write, done).await;
+        }
+        let ((), more) = self.input(|node, now| {
+            for id in &write.ids {
+                node.handle_persisted(now, id, true);
+            }
+        });
+        writes.push(write);
+        more
+    }
+
+    /// Awaits the sync of a write [`Daemon::persist`] started, and settles
+    /// what waited on it: the node (unless told already), deletions that came
+    /// meanwhile, and the outcomes that acknowledgements follow.
+    async fn finish_write(&self, write: PendingWrite, done: &mut Executed) -> Vec<Action> {
+        let PendingWrite { ids, copies, early, synced } = write;
+        // A dropped sender means the store dropped the write uncalled: closed.
+        let result = synced.await.unwrap_or(Err(StoreError::Closed)).map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(bundles = ids.len(), first = %ids[0], error = %e, "storing bundles failed; they are not accepted");
         }
@@ -593,11 +670,15 @@ impl Daemon {
         }
         let delete_after: Vec<bool> = {
             let mut p = lock(&self.persisting);
-            ids.iter().map(|id| p.remove(id).unwrap_or(false)).collect()
+            ids.iter().map(|id| p.remove(id).is_some_and(|w| w.delete_after)).collect()
         };
         let ((), more) = self.input(|node, now| {
             for id in &ids {
-                node.handle_persisted(now, id, ok);
+                match (early, ok) {
+                    (false, _) => node.handle_persisted(now, id, ok),
+                    (true, false) => node.handle_write_failed(id),
+                    (true, true) => {}
+                }
             }
         });
         let gone: Vec<BundleId> =
@@ -608,6 +689,15 @@ impl Daemon {
         done.persisted.extend(ids.into_iter().map(|id| (id, result.clone())));
         self.persist_done.notify_waiters();
         more
+    }
+
+    /// The bytes of a bundle kept in memory: just stored, or still being
+    /// written after the node was told of it.
+    fn in_memory(&self, id: &BundleId) -> Option<Arc<[u8]>> {
+        if let Some(bytes) = lock(&self.hot).get(id) {
+            return Some(bytes);
+        }
+        lock(&self.persisting).get(id).and_then(|w| w.bytes.clone())
     }
 
     async fn delete_stored(&self, ids: Vec<BundleId>) {
@@ -627,10 +717,7 @@ impl Daemon {
     async fn transmit(&self, orders: Vec<Transmit>) -> Vec<Action> {
         // Bundles just stored are usually still in memory: those are
         // prepared here; the rest are read in one trip to the blocking pool.
-        let cached: Vec<Option<Arc<[u8]>>> = {
-            let hot = lock(&self.hot);
-            orders.iter().map(|o| hot.get(&o.id)).collect()
-        };
+        let cached: Vec<Option<Arc<[u8]>>> = orders.iter().map(|o| self.in_memory(&o.id)).collect();
         let mut queued: Vec<Option<Result<(), TransmitOutcome>>> = orders
             .iter()
             .zip(&cached)
@@ -1041,15 +1128,12 @@ impl Daemon {
     pub async fn load_many(&self, ids: &[BundleId]) -> Result<Vec<Option<Vec<u8>>>, DaemonError> {
         let mut out: Vec<Option<Vec<u8>>> = Vec::with_capacity(ids.len());
         let mut misses = vec![];
-        {
-            let hot = lock(&self.hot);
-            for (i, id) in ids.iter().enumerate() {
-                match hot.get(id) {
-                    Some(bytes) => out.push(Some(bytes.to_vec())),
-                    None => {
-                        out.push(None);
-                        misses.push((i, id.clone()));
-                    }
+        for (i, id) in ids.iter().enumerate() {
+            match self.in_memory(id) {
+                Some(bytes) => out.push(Some(bytes.to_vec())),
+                None => {
+                    out.push(None);
+                    misses.push((i, id.clone()));
                 }
             }
         }
@@ -1119,6 +1203,9 @@ impl Daemon {
         while let Some(id) = self.pop_delivery(endpoint) {
             match self.load(&id).await {
                 Ok(Some(bytes)) => {
+                    // Delivery may start while the bundle's own write syncs;
+                    // the deletion must follow that write to be durable here.
+                    self.wait_persisted(&id).await;
                     self.confirm_delivery(&id).await;
                     return Ok(Some((id, bytes)));
                 }
@@ -1497,5 +1584,142 @@ mod tests {
         for bad in ["", "tcp://", "tcp://h:1", "tcp://h:x/n", "://h:1/n", "tcp://h:1/bad name"] {
             assert!(ConfiguredPeer::parse(bad, PeerType::Static).is_err(), "{bad}");
         }
+    }
+
+    /// A store whose writes wait until the test lets them through (or fails
+    /// them), to look at what happens while a sync is running. MemStore
+    /// underneath: a held write is not in it yet.
+    #[derive(Default)]
+    struct GatedStore {
+        inner: MemStore,
+        held: Mutex<Vec<(Vec<(BundleMeta, Vec<u8>)>, OnDurable)>>,
+    }
+
+    impl GatedStore {
+        fn held(&self) -> usize {
+            lock(&self.held).len()
+        }
+        /// Finishes every held write: stored and durable, or failed.
+        fn release(&self, ok: bool) {
+            for (items, done) in std::mem::take(&mut *lock(&self.held)) {
+                if ok {
+                    done(items.iter().try_for_each(|(m, b)| self.inner.put(m, b)));
+                } else {
+                    done(Err(StoreError::Engine("the disk went away".into())));
+                }
+            }
+        }
+    }
+
+    impl Store for GatedStore {
+        fn put(&self, meta: &BundleMeta, bytes: &[u8]) -> Result<(), StoreError> {
+            self.inner.put(meta, bytes)
+        }
+        fn update_meta(&self, meta: &BundleMeta) -> Result<bool, StoreError> {
+            self.inner.update_meta(meta)
+        }
+        fn get_bytes(&self, id: &BundleId) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get_bytes(id)
+        }
+        fn get_meta(&self, id: &BundleId) -> Result<Option<BundleMeta>, StoreError> {
+            self.inner.get_meta(id)
+        }
+        fn delete(&self, id: &BundleId) -> Result<bool, StoreError> {
+            self.inner.delete(id)
+        }
+        fn all_meta(&self) -> Result<Vec<BundleMeta>, StoreError> {
+            self.inner.all_meta()
+        }
+        fn expiring_by(&self, t: DtnTime) -> Result<Vec<BundleId>, StoreError> {
+            self.inner.expiring_by(t)
+        }
+        fn for_destination(&self, eid: &Eid) -> Result<Vec<BundleId>, StoreError> {
+            self.inner.for_destination(eid)
+        }
+        fn stats(&self) -> Result<StoreStats, StoreError> {
+            self.inner.stats()
+        }
+        fn put_state(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+            self.inner.put_state(key, value)
+        }
+        fn get_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get_state(key)
+        }
+    }
+
+    impl DurableStore for GatedStore {
+        fn flush(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn close(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn submit_put_many(&self, items: Vec<(BundleMeta, Vec<u8>)>, done: OnDurable) {
+            lock(&self.held).push((items, done));
+        }
+    }
+
+    /// Sends a bundle to `dtn://me/in` (registered) on a store that holds
+    /// writes; returns once it is queued for delivery, with the send still
+    /// waiting for its sync.
+    async fn send_while_the_write_is_held(
+        store: &Arc<GatedStore>,
+    ) -> (Arc<Daemon>, tokio::task::JoinHandle<Result<BundleId, DaemonError>>, BundleId) {
+        let node = Node::new(NodeConfig::new("dtn://me/".parse().unwrap(), Box::new(Epidemic)));
+        let d = Daemon::start(
+            node,
+            store.clone(),
+            Arc::new(ManualClock::new(T0)),
+            Arc::new(NoCla),
+            DaemonOptions { default_lifetime: Duration::from_secs(3600) },
+        )
+        .await
+        .unwrap();
+        let ep: Eid = "dtn://me/in".parse().unwrap();
+        d.register(ep.clone()).await.unwrap();
+        let sending = tokio::spawn({
+            let d = Arc::clone(&d);
+            async move { d.send(req("dtn://me/in", 60_000), b"early").await }
+        });
+        let mut queued = None;
+        for _ in 0..2_000 {
+            queued = d.pop_delivery(&ep);
+            if queued.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let id = queued.expect("the bundle is queued for delivery while its write is held");
+        assert_eq!(store.held(), 1, "its write is still held");
+        assert!(!sending.is_finished(), "the send is not acknowledged before the sync");
+        (d, sending, id)
+    }
+
+    #[tokio::test]
+    async fn delivery_overlaps_the_sync_and_the_acknowledgement_waits_for_it() {
+        let store = Arc::new(GatedStore::default());
+        let (d, sending, id) = send_while_the_write_is_held(&store).await;
+        // The bytes come from memory: the store does not have them yet.
+        assert!(store.inner.get_bytes(&id).unwrap().is_none());
+        let bytes = d.load(&id).await.unwrap().expect("bytes of a bundle being written");
+        let b = codec::decode(&bytes).unwrap();
+        assert_eq!(&bytes[b.payload().data.clone()], b"early");
+        // The application took it before the sync: its deletion waits for the write.
+        d.confirm_delivery(&id).await;
+        assert!(d.find(&id.to_string()).is_none());
+        store.release(true);
+        assert_eq!(sending.await.unwrap().unwrap(), id);
+        assert!(store.inner.get_bytes(&id).unwrap().is_none(), "deleted once written");
+    }
+
+    #[tokio::test]
+    async fn a_sync_that_fails_after_delivery_started_is_not_acknowledged() {
+        let store = Arc::new(GatedStore::default());
+        let (d, sending, id) = send_while_the_write_is_held(&store).await;
+        store.release(false);
+        assert!(matches!(sending.await.unwrap(), Err(DaemonError::NotStored { .. })));
+        assert!(d.find(&id.to_string()).is_none(), "the node dropped it");
+        assert_eq!(d.load(&id).await.unwrap(), None, "and nothing serves its bytes");
+        assert_eq!(d.stats().deleted, 0, "dropped without a deletion report");
     }
 }
