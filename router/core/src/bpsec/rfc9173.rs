@@ -2,7 +2,7 @@
 //! BCB-AES-GCM (§4), with optional AES key wrap (RFC 3394) of the content key.
 //!
 //! These functions are the cryptography only; which bytes go in (the IPPT,
-//! the AAD) is built by [`super::scope`].
+//! the AAD) is built by the `scope` module.
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes128Gcm, Aes256Gcm, Nonce, Tag};
