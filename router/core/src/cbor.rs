@@ -195,6 +195,36 @@ impl<'a> Reader<'a> {
         self.head_of(major::UINT)
     }
 
+    /// A signed integer (major type 0 or 1) that fits an `i64`; anything
+    /// outside `i64` is [`CborError::TooLong`]. BPSec security context IDs are
+    /// the one signed field BPv7 carries (RFC 9172 §3.6).
+    pub fn read_int(&mut self) -> Result<i64, CborError> {
+        let start = self.pos;
+        let initial = self.peek().ok_or(self.truncated())?;
+        let negative = match initial >> 5 {
+            major::UINT => false,
+            major::NEGATIVE => true,
+            _ => return Err(CborError::UnexpectedType { offset: start, initial }),
+        };
+        let v = match self.head() {
+            Ok(Head { arg: Arg::Value(v), .. }) => v,
+            Ok(Head { arg: Arg::Indefinite, .. }) => {
+                self.pos = start;
+                return Err(CborError::UnexpectedBreak { offset: start });
+            }
+            Err(e) => {
+                self.pos = start;
+                return Err(e);
+            }
+        };
+        // A negative integer encodes -1 - v (RFC 8949 §3.1).
+        let Ok(v) = i64::try_from(v) else {
+            self.pos = start;
+            return Err(CborError::TooLong { offset: start });
+        };
+        Ok(if negative { -1 - v } else { v })
+    }
+
     /// A definite-length byte string; returns its content.
     pub fn read_bytes(&mut self) -> Result<&'a [u8], CborError> {
         let r = self.read_bytes_range()?;
@@ -405,6 +435,16 @@ pub fn write_uint(out: &mut Vec<u8>, n: u64) {
     write_head(out, major::UINT, n);
 }
 
+/// A signed integer: major type 0 for `n >= 0`, 1 otherwise.
+pub fn write_int(out: &mut Vec<u8>, n: i64) {
+    if n >= 0 {
+        write_head(out, major::UINT, n.unsigned_abs());
+    } else {
+        // -1 - n, computed without overflow for i64::MIN.
+        write_head(out, major::NEGATIVE, (n + 1).unsigned_abs());
+    }
+}
+
 pub fn write_bytes(out: &mut Vec<u8>, b: &[u8]) {
     write_head(out, major::BYTES, b.len() as u64);
     out.extend_from_slice(b);
@@ -509,6 +549,26 @@ mod tests {
         }
         assert!(Reader::new(&[0xff]).skip_item().is_err());
         assert!(Reader::new(&[0x5f, 0x61, b'x', 0xff]).skip_item().is_err());
+    }
+
+    #[test]
+    fn signed_integers_round_trip_and_bound() {
+        for n in [0, 1, 23, 24, -1, -24, -25, -25519, i64::MAX, i64::MIN] {
+            let mut out = Vec::new();
+            write_int(&mut out, n);
+            let mut r = Reader::new(&out);
+            assert_eq!(r.read_int().unwrap(), n);
+            assert!(r.is_empty());
+        }
+        // -2^64 and 2^64-1 do not fit an i64.
+        for enc in [
+            &[0x3b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff][..],
+            &[0x1b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        ] {
+            assert!(matches!(Reader::new(enc).read_int(), Err(CborError::TooLong { offset: 0 })));
+        }
+        assert!(Reader::new(&[0x40]).read_int().is_err());
+        assert!(Reader::new(&[0x38]).read_int().is_err());
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //! - [`codec`]: strict decoding and validation, building bundles, rewriting
 //!   extension blocks on forward, fragmentation and reassembly.
 //! - [`admin`]: administrative records and status reports (§6).
+//! - [`bpsec`]: Bundle Protocol Security (RFC 9172): BIBs and BCBs with the
+//!   RFC 9173 contexts and an Ed25519 signature context; sign, encrypt,
+//!   verify, decrypt, and the processing rules for a node.
 //! - [`store`]: the `Store` trait, the in-memory store, the conformance suite.
 //! - [`router`]: the `Router` trait; epidemic, static, spray-and-wait,
 //!   PRoPHET (RFC 6693) and contact-graph routing.
@@ -20,6 +23,7 @@
 //! everything the node wants done comes out as [`node::Action`]s.
 
 pub mod admin;
+pub mod bpsec;
 pub mod bundle;
 pub mod cbor;
 pub mod codec;

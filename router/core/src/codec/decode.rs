@@ -50,6 +50,10 @@ pub struct DecodeOptions {
     /// Accept a primary block with CRC type 0 in a bundle without a BIB, which
     /// RFC 9171 §4.3.1 forbids. dtn7-rs (bp7) sends such bundles by default.
     pub allow_unprotected_primary: bool,
+    /// Accept creation time 0 without a bundle age block, which RFC 9171
+    /// §4.4.2 forbids. The worked examples of RFC 9173 Appendix A are such
+    /// bundles (creation time 0, no age block).
+    pub allow_missing_bundle_age: bool,
 }
 
 impl DecodeOptions {
@@ -60,6 +64,11 @@ impl DecodeOptions {
 
     pub fn allow_unprotected_primary(mut self, allow: bool) -> DecodeOptions {
         self.allow_unprotected_primary = allow;
+        self
+    }
+
+    pub fn allow_missing_bundle_age(mut self, allow: bool) -> DecodeOptions {
+        self.allow_missing_bundle_age = allow;
         self
     }
 }
@@ -182,7 +191,7 @@ pub fn decode_with(bytes: &[u8], options: &DecodeOptions) -> Result<Bundle, Deco
     if primary.crc_type == CrcType::None && !has_bib && !options.allow_unprotected_primary {
         return Err(DecodeError::PrimaryCrcMissing);
     }
-    if primary.creation.time == 0 && bundle_age_ms.is_none() {
+    if primary.creation.time == 0 && bundle_age_ms.is_none() && !options.allow_missing_bundle_age {
         return Err(DecodeError::MissingBundleAge);
     }
     if let (Some(f), Some(payload)) = (primary.fragment, blocks.last()) {
