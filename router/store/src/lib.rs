@@ -1,8 +1,7 @@
 //! ferry-store: the durable bundle store, on RocksDB.
 //!
 //! [`RocksStore`] implements [`ferry_core::store::Store`]: bundle bytes, their
-//! metadata, an expiry index and a destination index, and a little node state,
-//! in one RocksDB database. It runs the same conformance suite as the in-memory
+//! metadata and a little node state, in one RocksDB database. It runs the same conformance suite as the in-memory
 //! store (`ferry_core::store::conformance`).
 //!
 //! # Layout
@@ -18,18 +17,23 @@
 //! |------------------|----------------------------------------------|-------|
 //! | `bundles`        | [`BundleId::to_key`]                         | the bundle's bytes |
 //! | `meta`           | bundle key                                   | stored length (u64 BE) ++ [`BundleMeta::to_bytes`] |
-//! | `by_expiry`      | `expires_at` (u64 BE) ++ bundle key          | empty |
-//! | `by_destination` | destination EID string ++ `0x00` ++ bundle key | empty |
 //! | `state`          | UTF-8 key                                    | bytes |
 //!
 //! `bundles` has BlobDB enabled: values of at least
 //! [`RocksOptions::min_blob_size`] bytes go to blob files when the memtable is
 //! flushed, so big payloads are not rewritten by every LSM compaction, and
-//! reading metadata never pages them in. Listings, routing, expiry, recovery
-//! and `stats()` read `meta` and the indexes only; bundle bytes are read one
-//! bundle at a time with [`Store::get_bytes`]. `stats()` is O(1): the counts
-//! are kept in memory, counted from `meta` alone when the store opens (that is
-//! why `meta` records carry the stored length).
+//! reading metadata never pages them in. Listings, recovery and `stats()`
+//! read `meta` only; bundle bytes are read one bundle at a time with
+//! [`Store::get_bytes`]. `stats()` is O(1): the counts are kept in memory,
+//! counted from `meta` alone when the store opens (that is why `meta` records
+//! carry the stored length).
+//!
+//! There are no index column families: a put writes two keys and a delete
+//! two tombstones. The node keeps its expiry and destination indexes in
+//! memory, rebuilt from `meta` at start-up, so [`Store::expiring_by`] and
+//! [`Store::for_destination`] scan `meta` (O(bundles)) for the rare caller
+//! that asks the store. Stores written with the old `by_expiry` and
+//! `by_destination` families lose them when opened.
 //!
 //! # Durability
 //!
@@ -163,8 +167,6 @@ pub struct CommitStats {
 /// request will put there.
 #[derive(Debug, Clone)]
 struct Stored {
-    /// `None` when the `meta` record does not decode.
-    meta: Option<BundleMeta>,
     /// Length of the stored bundle bytes.
     len: u64,
 }
@@ -239,59 +241,13 @@ impl Shared {
     }
 
     fn stored_from_record(&self, bundle_key: &[u8], value: &[u8]) -> Result<Stored, StoreError> {
-        let meta = keys::decode_meta(value);
         let len = match keys::meta_stored_len(value) {
             Some(len) => len,
             None => {
                 self.db.get_pinned_cf(self.cf(Cf::Bundles)?, bundle_key).map_err(engine)?.map_or(0, |b| b.len() as u64)
             }
         };
-        if meta.is_none() {
-            tracing::warn!(key = ?bundle_key, "undecodable bundle metadata record");
-        }
-        Ok(Stored { meta, len })
-    }
-
-    /// Index keys pointing at `bundle_key`, found by scanning both indexes.
-    /// Only for a bundle whose `meta` record cannot say where they are.
-    fn scan_index_keys(&self, bundle_key: &[u8]) -> Result<Vec<(Cf, Vec<u8>)>, StoreError> {
-        let mut found = Vec::new();
-        for cf in [Cf::ByExpiry, Cf::ByDestination] {
-            let mut it = self.db.raw_iterator_cf(self.cf(cf)?);
-            it.seek_to_first();
-            while let Some(k) = it.key() {
-                if keys::index_key_points_at(cf, k, bundle_key) {
-                    found.push((cf, k.to_vec()));
-                }
-                it.next();
-            }
-            it.status().map_err(engine)?;
-        }
-        Ok(found)
-    }
-
-    /// What `decode` makes of each index key in `[lower, upper)` of `cf`, in
-    /// key order.
-    fn index_scan<T>(
-        &self,
-        cf: Cf,
-        lower: &[u8],
-        upper: Option<Vec<u8>>,
-        decode: fn(&[u8]) -> Option<T>,
-    ) -> Result<Vec<T>, StoreError> {
-        let mut ro = ReadOptions::default();
-        if let Some(up) = upper {
-            ro.set_iterate_upper_bound(up);
-        }
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf)?, ro);
-        it.seek(lower);
-        let mut found = Vec::new();
-        while let Some(k) = it.key() {
-            found.push(decode(k).ok_or_else(|| StoreError::Corrupt { key: k.to_vec() })?);
-            it.next();
-        }
-        it.status().map_err(engine)?;
-        Ok(found)
+        Ok(Stored { len })
     }
 }
 
@@ -372,7 +328,19 @@ impl RocksStore {
             }
             ColumnFamilyDescriptor::new(cf.name(), o)
         });
-        let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| open_error(path, e))?;
+        // A store from before the indexes left the disk still has their
+        // families: RocksDB opens a store only with all of them, so they are
+        // opened, then dropped.
+        let existing = DB::list_cf(&db_opts, path).unwrap_or_default();
+        let legacy: Vec<&str> = keys::LEGACY_CFS.into_iter().filter(|n| existing.iter().any(|e| e == n)).collect();
+        let cfs = cfs.chain(legacy.iter().map(|n| ColumnFamilyDescriptor::new(*n, Options::default())));
+        let mut db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| open_error(path, e))?;
+        for name in legacy {
+            db.drop_cf(name).map_err(|e| {
+                StoreError::Engine(format!("cannot drop the old column family {name} in {}: {e}", path.display()))
+            })?;
+            tracing::info!(path = %path.display(), family = name, "dropped an index column family the store no longer keeps");
+        }
 
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
@@ -570,26 +538,8 @@ impl<'a> Txn<'a> {
         self.shared.stored(key)
     }
 
-    /// Deletes the index entries of `old`.
-    fn unindex(&mut self, key: &[u8], old: &Stored) -> Result<(), StoreError> {
-        match &old.meta {
-            Some(m) => {
-                self.ops.push(Op::Delete(Cf::ByExpiry, keys::expiry_key(m.expires_at, key)));
-                self.ops.push(Op::Delete(Cf::ByDestination, keys::destination_key(&m.destination, key)));
-            }
-            None => {
-                for (cf, k) in self.shared.scan_index_keys(key)? {
-                    self.ops.push(Op::Delete(cf, k));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn index(&mut self, key: &[u8], meta: &BundleMeta, len: u64) {
+    fn put_meta(&mut self, key: &[u8], meta: &BundleMeta, len: u64) {
         self.ops.push(Op::Put(Cf::Meta, key.to_vec(), keys::encode_meta(meta, len)));
-        self.ops.push(Op::Put(Cf::ByExpiry, keys::expiry_key(meta.expires_at, key), Vec::new()));
-        self.ops.push(Op::Put(Cf::ByDestination, keys::destination_key(&meta.destination, key), Vec::new()));
     }
 
     fn put(&mut self, meta: &BundleMeta, bytes: &[u8]) -> Result<(), StoreError> {
@@ -599,14 +549,13 @@ impl<'a> Txn<'a> {
     fn put_owned(&mut self, meta: &BundleMeta, bytes: Vec<u8>) -> Result<(), StoreError> {
         let key = meta.id.to_key();
         if let Some(old) = self.current(&key)? {
-            self.unindex(&key, &old)?;
             self.delta.removed(old.len);
         }
         let len = bytes.len() as u64;
         self.ops.push(Op::Put(Cf::Bundles, key.clone(), bytes));
-        self.index(&key, meta, len);
+        self.put_meta(&key, meta, len);
         self.delta.added(len);
-        self.mine.insert(key, Some(Stored { meta: Some(meta.clone()), len }));
+        self.mine.insert(key, Some(Stored { len }));
         Ok(())
     }
 
@@ -615,9 +564,8 @@ impl<'a> Txn<'a> {
         let Some(old) = self.current(&key)? else {
             return Ok(false);
         };
-        self.unindex(&key, &old)?;
-        self.index(&key, meta, old.len);
-        self.mine.insert(key, Some(Stored { meta: Some(meta.clone()), len: old.len }));
+        self.put_meta(&key, meta, old.len);
+        self.mine.insert(key, Some(Stored { len: old.len }));
         Ok(true)
     }
 
@@ -626,7 +574,6 @@ impl<'a> Txn<'a> {
         let Some(old) = self.current(&key)? else {
             return Ok(false);
         };
-        self.unindex(&key, &old)?;
         self.ops.push(Op::Delete(Cf::Bundles, key.clone()));
         self.ops.push(Op::Delete(Cf::Meta, key.clone()));
         self.delta.removed(old.len);
@@ -733,20 +680,18 @@ impl Store for RocksStore {
         Ok(all)
     }
 
+    /// A scan of `meta` (see the module docs: no index on disk).
     fn expiring_by(&self, t: DtnTime) -> Result<Vec<BundleId>, StoreError> {
-        let mut found =
-            self.shared.index_scan(Cf::ByExpiry, &[], keys::expiry_upper_bound(t), keys::decode_expiry_key)?;
-        // Key order is time order; ties are put in ID order (see all_meta).
-        found.sort_unstable();
+        let mut found: Vec<(DtnTime, BundleId)> =
+            self.all_meta()?.into_iter().filter(|m| m.expires_at <= t).map(|m| (m.expires_at, m.id)).collect();
+        // Earliest first; ties in ID order (all_meta's order, kept by a stable sort).
+        found.sort_by_key(|(at, _)| *at);
         Ok(found.into_iter().map(|(_, id)| id).collect())
     }
 
+    /// A scan of `meta` (see the module docs: no index on disk).
     fn for_destination(&self, eid: &Eid) -> Result<Vec<BundleId>, StoreError> {
-        let prefix = keys::destination_prefix(eid);
-        let upper = keys::destination_upper_bound(&prefix);
-        let mut ids = self.shared.index_scan(Cf::ByDestination, &prefix, Some(upper), keys::id_from_destination_key)?;
-        ids.sort_unstable();
-        Ok(ids)
+        Ok(self.all_meta()?.into_iter().filter(|m| &m.destination == eid).map(|m| m.id).collect())
     }
 
     fn stats(&self) -> Result<StoreStats, StoreError> {

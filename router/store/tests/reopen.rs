@@ -170,12 +170,7 @@ fn undecodable_metadata_is_corrupt_and_can_be_deleted() {
     }
     {
         // Damage the record behind the store's back.
-        let db = rocksdb::DB::open_cf(
-            &rocksdb::Options::default(),
-            dir.path(),
-            ["bundles", "meta", "by_expiry", "by_destination", "state"],
-        )
-        .unwrap();
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), ["bundles", "meta", "state"]).unwrap();
         let cf = db.cf_handle("meta").unwrap();
         db.put_cf(cf, bad.id.to_key(), b"\x00\x01").unwrap();
     }
@@ -188,9 +183,36 @@ fn undecodable_metadata_is_corrupt_and_can_be_deleted() {
     }
     assert!(matches!(s.all_meta(), Err(StoreError::Corrupt { .. })));
     assert_eq!(s.get_meta(&good.id).unwrap(), Some(good.clone()));
-    // Deleting it finds its index entries without the record.
+    // It can still be deleted.
     assert!(s.delete(&bad.id).unwrap());
     assert_eq!(s.all_meta().unwrap(), vec![good.clone()]);
     assert_eq!(s.expiring_by(u64::MAX).unwrap(), vec![good.id.clone()]);
     assert_eq!(s.stats().unwrap(), StoreStats { bundles: 1, bytes: 4 });
+}
+
+#[test]
+fn a_store_with_the_old_index_families_opens_and_drops_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = meta("dtn://src/", 1);
+    {
+        let s = RocksStore::open(dir.path()).unwrap();
+        s.put(&m, b"kept").unwrap();
+    }
+    {
+        // What a store written before the indexes left the disk looks like.
+        let mut opts = rocksdb::Options::default();
+        opts.create_missing_column_families(true);
+        let names = ["bundles", "meta", "state", "by_expiry", "by_destination"];
+        let db = rocksdb::DB::open_cf(&opts, dir.path(), names).unwrap();
+        db.put_cf(db.cf_handle("by_expiry").unwrap(), b"old index key", b"").unwrap();
+    }
+    let s = RocksStore::open(dir.path()).unwrap();
+    assert_eq!(s.get_bytes(&m.id).unwrap().as_deref(), Some(&b"kept"[..]));
+    assert_eq!(s.expiring_by(u64::MAX).unwrap(), vec![m.id.clone()]);
+    assert_eq!(s.for_destination(&m.destination).unwrap(), vec![m.id.clone()]);
+    s.close().unwrap();
+    drop(s);
+    let mut families = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).unwrap();
+    families.sort();
+    assert_eq!(families, ["bundles", "default", "meta", "state"]);
 }
