@@ -585,7 +585,7 @@ impl Node {
         if entry.in_flight.len() == before {
             return;
         }
-        let Some(info) = self.peers.get(&peer).cloned() else { return };
+        let Some(info) = self.peers.get(&peer) else { return };
         if outcome == TransmitOutcome::Sent {
             // The copies it carried now belong to the peer.
             entry.granted.retain(|(p, _)| *p != peer);
@@ -597,15 +597,16 @@ impl Node {
                 if !entry.meta.forwarded_to.contains(&info.node_id) {
                     entry.meta.forwarded_to.push(info.node_id.clone());
                 }
-                let meta = entry.meta.clone();
                 if outcome == TransmitOutcome::Sent {
                     self.stats.forwarded += 1;
                     self.report(now, id, Kind::Forwarded, ReasonCode::NoInformation);
                 }
-                if self.router.release_after_forward(&meta, &info) {
+                // The report may not remove the bundle, but look again rather than assume.
+                let (Some(entry), Some(info)) = (self.bundles.get(id), self.peers.get(&peer)) else { return };
+                if self.router.release_after_forward(&entry.meta, info) {
                     self.discard(id);
                 } else {
-                    self.actions.push_back(Action::UpdateMeta(meta));
+                    self.actions.push_back(Action::UpdateMeta(entry.meta.clone()));
                 }
             }
             TransmitOutcome::Failed => {
@@ -921,24 +922,16 @@ impl Node {
     }
 
     fn report(&mut self, now: DtnTime, id: &BundleId, kind: Kind, reason: ReasonCode) {
-        let Some(meta) = self.bundles.get(id).map(|e| e.meta.clone()) else { return };
+        // Most bundles ask for no report: look before copying the metadata.
+        let Some(meta) = self.bundles.get(id).map(|e| &e.meta).filter(|m| wants_report(m, kind)) else { return };
+        let meta = meta.clone();
         self.report_on(now, &meta, kind, reason);
     }
 
     /// Generates a status report about `meta` if it asked for this kind (§6.1.1);
     /// never about administrative records or anonymous bundles.
     fn report_on(&mut self, now: DtnTime, meta: &BundleMeta, kind: Kind, reason: ReasonCode) {
-        let wanted = match kind {
-            Kind::Received => bundle_flags::REPORT_RECEPTION,
-            Kind::Forwarded => bundle_flags::REPORT_FORWARDING,
-            Kind::Delivered => bundle_flags::REPORT_DELIVERY,
-            Kind::Deleted => bundle_flags::REPORT_DELETION,
-        };
-        if meta.flags & wanted == 0
-            || meta.flags & bundle_flags::ADMIN_RECORD != 0
-            || meta.id.source.is_null()
-            || meta.report_to.is_null()
-        {
+        if !wants_report(meta, kind) {
             return;
         }
         let time = (meta.flags & bundle_flags::STATUS_TIME_REQUESTED != 0).then_some(now);
@@ -967,6 +960,21 @@ impl Node {
         self.stats.reports_sent += 1;
         let _ = self.accept(now, bundle, bytes, None);
     }
+}
+
+/// Whether a status report of `kind` about `meta` is due (§6.1.1): asked for,
+/// and neither about an administrative record nor from or to `dtn:none`.
+fn wants_report(meta: &BundleMeta, kind: Kind) -> bool {
+    let wanted = match kind {
+        Kind::Received => bundle_flags::REPORT_RECEPTION,
+        Kind::Forwarded => bundle_flags::REPORT_FORWARDING,
+        Kind::Delivered => bundle_flags::REPORT_DELIVERY,
+        Kind::Deleted => bundle_flags::REPORT_DELETION,
+    };
+    meta.flags & wanted != 0
+        && meta.flags & bundle_flags::ADMIN_RECORD == 0
+        && !meta.id.source.is_null()
+        && !meta.report_to.is_null()
 }
 
 /// The metadata the node keeps for a decoded bundle received at `now`.
