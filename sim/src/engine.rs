@@ -20,6 +20,8 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+
+use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex};
 
 use ferry_core::admin::ReasonCode;
@@ -108,12 +110,20 @@ struct SimNode {
     reserved: u64,
     /// Held bundles by arrival number (the drop order).
     held: BTreeMap<u64, BundleId>,
-    /// Arrival number and time of each held bundle.
-    arrival: HashMap<BundleId, (u64, u64)>,
-    /// Bundles in a transfer that has started (not only queued).
-    sending: HashMap<BundleId, u32>,
+    /// What the engine knows of each held bundle. The engine's own maps use
+    /// a fixed fast hash: there is no adversary here, and they are looked up
+    /// several times per transfer.
+    arrival: FxHashMap<BundleId, Held>,
     /// The timer event scheduled for this node.
     timer: Option<u64>,
+}
+
+struct Held {
+    /// Arrival number (the key in `SimNode::held`) and time.
+    order: u64,
+    at: u64,
+    /// Transfers of it that have started (not only queued).
+    sending: u32,
 }
 
 struct Pending {
@@ -161,9 +171,9 @@ pub struct Sim<'s> {
     nodes: Vec<SimNode>,
     links: Vec<Link>,
     free_links: Vec<usize>,
-    by_key: HashMap<(usize, usize), usize>,
+    by_key: FxHashMap<(usize, usize), usize>,
     messages: Vec<Message>,
-    bundle_msg: HashMap<BundleId, usize>,
+    bundle_msg: FxHashMap<BundleId, usize>,
     /// Nominal sizes for routers that plan with sizes (see [`NominalSize`]).
     sizes: Arc<Mutex<HashMap<BundleId, u64>>>,
     next_arrival: u64,
@@ -195,8 +205,7 @@ impl<'s> Sim<'s> {
                 used: 0,
                 reserved: 0,
                 held: BTreeMap::new(),
-                arrival: HashMap::new(),
-                sending: HashMap::new(),
+                arrival: FxHashMap::default(),
                 timer: None,
             });
         }
@@ -208,9 +217,9 @@ impl<'s> Sim<'s> {
             nodes,
             links: vec![],
             free_links: vec![],
-            by_key: HashMap::new(),
+            by_key: FxHashMap::default(),
             messages: vec![],
-            bundle_msg: HashMap::new(),
+            bundle_msg: FxHashMap::default(),
             sizes,
             next_arrival: 0,
             generated: None,
@@ -447,12 +456,8 @@ impl<'s> Sim<'s> {
     }
 
     fn stop_sending(&mut self, node: usize, id: &BundleId) {
-        let sending = &mut self.nodes[node].sending;
-        if let Some(n) = sending.get_mut(id) {
-            *n -= 1;
-            if *n == 0 {
-                sending.remove(id);
-            }
+        if let Some(h) = self.nodes[node].arrival.get_mut(id) {
+            h.sending = h.sending.saturating_sub(1);
         }
     }
 
@@ -504,7 +509,7 @@ impl<'s> Sim<'s> {
             if node.used + node.reserved + size <= cap {
                 return true;
             }
-            let victim = node.held.values().find(|id| !node.sending.contains_key(*id)).cloned();
+            let victim = node.held.values().find(|id| node.arrival.get(*id).is_none_or(|h| h.sending == 0)).cloned();
             let Some(id) = victim else { return false };
             let now = self.dtn();
             self.nodes[n].node.delete(now, &id, ReasonCode::DepletedStorage);
@@ -534,7 +539,8 @@ impl<'s> Sim<'s> {
                         let node = &mut self.nodes[n];
                         node.used += size;
                         node.held.insert(self.next_arrival, meta.id.clone());
-                        node.arrival.insert(meta.id.clone(), (self.next_arrival, self.now));
+                        node.arrival
+                            .insert(meta.id.clone(), Held { order: self.next_arrival, at: self.now, sending: 0 });
                         self.next_arrival += 1;
                     }
                     self.nodes[n].node.handle_persisted(now, &meta.id, ok);
@@ -546,7 +552,7 @@ impl<'s> Sim<'s> {
                     let _ = self.nodes[n].store.delete(&id);
                     let size = self.size_of(&id, 0);
                     let node = &mut self.nodes[n];
-                    if let Some((order, at)) = node.arrival.remove(&id) {
+                    if let Some(Held { order, at, .. }) = node.arrival.remove(&id) {
                         node.held.remove(&order);
                         node.used -= size;
                         if delivered_here.as_ref() != Some(&id) {
@@ -648,7 +654,9 @@ impl<'s> Sim<'s> {
             };
             self.stats.counts.started += 1;
             self.nodes[to].reserved += size;
-            *self.nodes[from].sending.entry(id.clone()).or_insert(0) += 1;
+            if let Some(h) = self.nodes[from].arrival.get_mut(&id) {
+                h.sending += 1;
+            }
             self.links[l].busy = Some(Active { from, to, id, bytes, size });
             self.push(self.now + ms, Event::TransferEnd { link: l, gen });
         }
