@@ -1,5 +1,5 @@
-//! The discrete-event engine: one ferry-core [`Node`] with its own
-//! [`MemStore`] per simulated node, links that carry real bundles, and an
+//! The discrete-event engine: one ferry-core [`Node`] with its own store per
+//! simulated node, links that carry real bundles, and an
 //! event queue ordered by (time, insertion number), so that a seed gives one
 //! outcome.
 //!
@@ -12,6 +12,12 @@
 //! real RFC 9171 bundles with a small payload (the message number); the
 //! message's nominal size is what links take time to send and what buffers
 //! hold, as in the ONE, so 100 kB messages cost no 100 kB of memory.
+//!
+//! A node's store is the engine's record of the bundles it holds: their
+//! bytes, arrival order and transfers under way. It keeps no metadata: the
+//! node has it, and a simulated node never restarts, so nothing would read a
+//! stored copy (ferryd's RocksDB store keeps it for recovery). Keeping it in
+//! ferry-core's `MemStore` as well cost a fifth of a run.
 //!
 //! The buffer policy is the ONE's: when a bundle must come in (created, or a
 //! transfer starting) and the buffer is full, the bundle received longest ago
@@ -30,7 +36,6 @@ use ferry_core::contact::transmit_ms;
 use ferry_core::eid::Eid;
 use ferry_core::node::{transmission, Action, Node, NodeConfig, SendRequest, Transmit, TransmitOutcome};
 use ferry_core::router::{PeerId, PeerInfo, Router, RouterSpec, RoutingInfoError};
-use ferry_core::store::{MemStore, Store};
 
 use crate::report::{Collector, Report};
 use crate::scenario::{ipn_number, GeneratedMessages, LinkModel, Messages, Scenario};
@@ -104,7 +109,6 @@ impl Ord for Queued {
 
 struct SimNode {
     node: Node,
-    store: MemStore,
     /// Nominal bytes held, and bytes promised to transfers under way.
     used: u64,
     reserved: u64,
@@ -119,6 +123,8 @@ struct SimNode {
 }
 
 struct Held {
+    /// The bundle as stored (what a transmission starts from).
+    bytes: Vec<u8>,
     /// Arrival number (the key in `SimNode::held`) and time.
     order: u64,
     at: u64,
@@ -201,7 +207,6 @@ impl<'s> Sim<'s> {
             node.register(sc.epoch, Eid::Ipn { node: n, service: APP_SERVICE });
             nodes.push(SimNode {
                 node,
-                store: MemStore::new(),
                 used: 0,
                 reserved: 0,
                 held: BTreeMap::new(),
@@ -534,22 +539,17 @@ impl<'s> Sim<'s> {
             match action {
                 Action::Persist { meta, bytes } => {
                     let size = self.size_of(&meta.id, bytes.len());
-                    let ok = self.nodes[n].store.put(&meta, &bytes).is_ok();
-                    if ok {
-                        let node = &mut self.nodes[n];
-                        node.used += size;
-                        node.held.insert(self.next_arrival, meta.id.clone());
-                        node.arrival
-                            .insert(meta.id.clone(), Held { order: self.next_arrival, at: self.now, sending: 0 });
-                        self.next_arrival += 1;
-                    }
-                    self.nodes[n].node.handle_persisted(now, &meta.id, ok);
+                    let node = &mut self.nodes[n];
+                    node.used += size;
+                    node.held.insert(self.next_arrival, meta.id.clone());
+                    let held = Held { bytes, order: self.next_arrival, at: self.now, sending: 0 };
+                    node.arrival.insert(meta.id.clone(), held);
+                    self.next_arrival += 1;
+                    self.nodes[n].node.handle_persisted(now, &meta.id, true);
                 }
-                Action::UpdateMeta(meta) => {
-                    let _ = self.nodes[n].store.update_meta(&meta);
-                }
+                // The node keeps the metadata; see the module docs.
+                Action::UpdateMeta(_) => {}
                 Action::Delete { id, reason } => {
-                    let _ = self.nodes[n].store.delete(&id);
                     let size = self.size_of(&id, 0);
                     let node = &mut self.nodes[n];
                     if let Some(Held { order, at, .. }) = node.arrival.remove(&id) {
@@ -636,16 +636,15 @@ impl<'s> Sim<'s> {
                 self.run_node(from);
                 continue;
             }
-            let bytes =
-                match self.nodes[from].store.get_bytes(&id).ok().flatten().map(|b| transmission(&b, &p.transmit)) {
-                    Some(Ok(mut out)) if out.len() == 1 => out.remove(0),
-                    _ => {
-                        self.stats.errors.push(format!("bundle {id} could not be prepared for a link"));
-                        self.nodes[from].node.handle_transmitted(now, p.transmit.peer, &id, TransmitOutcome::Failed);
-                        self.run_node(from);
-                        continue;
-                    }
-                };
+            let bytes = match self.nodes[from].arrival.get(&id).map(|h| transmission(&h.bytes, &p.transmit)) {
+                Some(Ok(mut out)) if out.len() == 1 => out.remove(0),
+                _ => {
+                    self.stats.errors.push(format!("bundle {id} could not be prepared for a link"));
+                    self.nodes[from].node.handle_transmitted(now, p.transmit.peer, &id, TransmitOutcome::Failed);
+                    self.run_node(from);
+                    continue;
+                }
+            };
             let rate = self.links[l].rate;
             let Some(ms) = transmit_ms(size, rate) else {
                 self.nodes[from].node.handle_transmitted(now, p.transmit.peer, &id, TransmitOutcome::Failed);
