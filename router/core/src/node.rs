@@ -828,7 +828,10 @@ impl Node {
         if self.peers.is_empty() {
             return;
         }
-        let Some(entry) = self.bundles.get(id) else { return };
+        // One lookup, and the transmissions go straight onto the action
+        // queue: routing runs for every stored bundle each time a link comes
+        // up, so its overhead is a simulation's hottest path.
+        let Some(entry) = self.bundles.get_mut(id) else { return };
         let meta = &entry.meta;
         let must_not_fragment = meta.flags & bundle_flags::MUST_NOT_FRAGMENT != 0;
         // A node can be up over several links at once (two TCPCL sessions
@@ -858,42 +861,25 @@ impl Node {
             return;
         }
         let chosen = self.router.select(now, meta, &candidates);
-        let edit = self.forward_edit(now, meta);
-        let mut sends = vec![];
+        if chosen.is_empty() {
+            return;
+        }
+        let edit = forward_edit(&self.node_id, now, meta);
         for peer in chosen {
             let Some(info) = self.peers.get(&peer) else { continue };
-            let Some(entry) = self.bundles.get_mut(id) else { return };
             if !entry.in_flight.contains(&peer) {
                 entry.in_flight.push(peer);
                 let copies = self.router.hand_over(now, &mut entry.meta, info);
                 if let Some(n) = copies {
                     entry.granted.push((peer, n));
                 }
-                sends.push(Transmit {
+                self.actions.push_back(Action::Transmit(Transmit {
                     peer,
                     id: id.clone(),
                     edit: ForwardEdit { copies, ..edit.clone() },
                     max_bundle_size: info.mtu.filter(|_| !must_not_fragment),
-                });
+                }));
             }
-        }
-        self.actions.extend(sends.into_iter().map(Action::Transmit));
-    }
-
-    /// §5.4 step 4: what the copy on the link carries.
-    fn forward_edit(&self, now: DtnTime, meta: &BundleMeta) -> ForwardEdit {
-        let residence = now.saturating_sub(meta.received_at);
-        let bundle_age_ms = match meta.age_at_receipt_ms {
-            Some(age) => Some(age.saturating_add(residence)),
-            None if meta.id.creation.time == 0 => Some(residence),
-            None => None,
-        };
-        ForwardEdit {
-            previous_node: self.node_id.clone(),
-            bundle_age_ms,
-            hop_count: meta.hop_count.map(|h| HopCount { limit: h.limit, count: h.count.saturating_add(1) }),
-            discard_blocks: meta.discard_blocks.clone(),
-            copies: None,
         }
     }
 
@@ -959,6 +945,23 @@ impl Node {
         let Ok(bundle) = codec::decode(&bytes) else { return };
         self.stats.reports_sent += 1;
         let _ = self.accept(now, bundle, bytes, None);
+    }
+}
+
+/// §5.4 step 4: what the copy on the link carries.
+fn forward_edit(node_id: &Eid, now: DtnTime, meta: &BundleMeta) -> ForwardEdit {
+    let residence = now.saturating_sub(meta.received_at);
+    let bundle_age_ms = match meta.age_at_receipt_ms {
+        Some(age) => Some(age.saturating_add(residence)),
+        None if meta.id.creation.time == 0 => Some(residence),
+        None => None,
+    };
+    ForwardEdit {
+        previous_node: node_id.clone(),
+        bundle_age_ms,
+        hop_count: meta.hop_count.map(|h| HopCount { limit: h.limit, count: h.count.saturating_add(1) }),
+        discard_blocks: meta.discard_blocks.clone(),
+        copies: None,
     }
 }
 
