@@ -125,6 +125,10 @@ struct SimNode {
 struct Held {
     /// The bundle as stored (what a transmission starts from).
     bytes: Vec<u8>,
+    /// The message it carries (index in `Sim::messages`) and the bytes it
+    /// takes in buffers and on links: looked up once, when it comes in.
+    msg: Option<usize>,
+    size: u64,
     /// Arrival number (the key in `SimNode::held`) and time.
     order: u64,
     at: u64,
@@ -526,8 +530,11 @@ impl<'s> Sim<'s> {
         }
     }
 
-    fn size_of(&self, id: &BundleId, bytes: usize) -> u64 {
-        self.bundle_msg.get(id).map_or(bytes as u64, |m| self.messages[*m].size)
+    /// The message a bundle carries, and its nominal size (`bytes` for a
+    /// bundle that carries none).
+    fn message_and_size(&self, id: &BundleId, bytes: usize) -> (Option<usize>, u64) {
+        let msg = self.bundle_msg.get(id).copied();
+        (msg, msg.map_or(bytes as u64, |m| self.messages[m].size))
     }
 
     /// Carries out node `n`'s actions until it has none, then reschedules its timer.
@@ -538,11 +545,11 @@ impl<'s> Sim<'s> {
             let now = self.dtn();
             match action {
                 Action::Persist { meta, bytes } => {
-                    let size = self.size_of(&meta.id, bytes.len());
+                    let (msg, size) = self.message_and_size(&meta.id, bytes.len());
                     let node = &mut self.nodes[n];
                     node.used += size;
                     node.held.insert(self.next_arrival, meta.id.clone());
-                    let held = Held { bytes, order: self.next_arrival, at: self.now, sending: 0 };
+                    let held = Held { bytes, msg, size, order: self.next_arrival, at: self.now, sending: 0 };
                     node.arrival.insert(meta.id.clone(), held);
                     self.next_arrival += 1;
                     self.nodes[n].node.handle_persisted(now, &meta.id, true);
@@ -550,9 +557,8 @@ impl<'s> Sim<'s> {
                 // The node keeps the metadata; see the module docs.
                 Action::UpdateMeta(_) => {}
                 Action::Delete { id, reason } => {
-                    let size = self.size_of(&id, 0);
                     let node = &mut self.nodes[n];
-                    if let Some(Held { order, at, .. }) = node.arrival.remove(&id) {
+                    if let Some(Held { order, at, size, .. }) = node.arrival.remove(&id) {
                         node.held.remove(&order);
                         node.used -= size;
                         if delivered_here.as_ref() != Some(&id) {
@@ -621,9 +627,11 @@ impl<'s> Sim<'s> {
             if !self.nodes[from].node.contains(&id) {
                 continue; // dropped or expired while queued
             }
-            let size = self.size_of(&id, 0);
-            let delivered_to_it = self.bundle_msg.get(&id).is_some_and(|m| {
-                let m = &self.messages[*m];
+            let Some((msg, size)) = self.nodes[from].arrival.get(&id).map(|h| (h.msg, h.size)) else {
+                continue; // the node holds it, so the engine does: cannot happen
+            };
+            let delivered_to_it = msg.is_some_and(|m| {
+                let m = &self.messages[m];
                 m.delivered && m.dst == to
             });
             if self.nodes[to].node.contains(&id) || delivered_to_it {
