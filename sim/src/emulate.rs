@@ -11,6 +11,11 @@
 //! relay, which then refuses new ones. Messages are sent with `/send` at their
 //! (scaled) creation time and collected from every node's `/endpoint`.
 //!
+//! Routers that plan with time get their inputs in real time: PRoPHET's
+//! intervals shrink by the time scale, and contact-graph routing gets the
+//! scenario's contact plan rewritten for ferryd (see [`real_time_plan`]).
+//! Static routes are taken as they are.
+//!
 //! What is measured is what applications see: created, delivered, delivery
 //! probability, latency and hop counts. Transfers inside the daemons are not
 //! observed from outside, so those figures are absent.
@@ -22,9 +27,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use ferry_core::bundle::DTN_EPOCH_UNIX_SECS;
 use ferry_core::codec;
+use ferry_core::contact::ContactPlan;
 use ferry_core::router::RouterSpec;
 use serde::Serialize;
 
@@ -62,10 +69,14 @@ pub struct Options {
 pub enum EmulateError {
     #[error("emulation runs at most {MAX_NODES} nodes; the scenario has {0}")]
     TooManyNodes(u64),
-    #[error("the {0} router cannot be emulated (its contact plan or routes would need rescaling in time)")]
-    Router(&'static str),
+    /// Contact-graph routing without a contact plan in the scenario.
+    #[error("the cgr router needs the scenario's contact plan ([contacts] plan), and there is none")]
+    NoPlan,
     #[error("time scale must be a positive number, not {0}")]
     TimeScale(f64),
+    /// The system clock is before 1970: no contact plan can be written.
+    #[error("the system clock is before 1970")]
+    Clock,
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
     #[error("ferryd for node {node} did not start in time; see {log}")]
@@ -234,11 +245,12 @@ fn free_port() -> Result<u16, EmulateError> {
     Ok(l.local_addr().map_err(io("finding a free port"))?.port())
 }
 
-/// The `router` line and `[routing]` table of ferryd's config; PRoPHET's
-/// times shrink with the time scale.
-fn router_config(spec: &RouterSpec, scale: f64) -> Result<String, EmulateError> {
+/// The `router` line and `[routing]` table of ferryd's config (the plan file
+/// a `contact_plan` names is [`real_time_plan`]'s); PRoPHET's times shrink
+/// with the time scale.
+fn router_config(spec: &RouterSpec, scale: f64) -> String {
     let real = |ms: u64| ((ms as f64 / scale) as u64).max(1);
-    Ok(match spec {
+    match spec {
         RouterSpec::Epidemic => "router = \"epidemic\"\n".into(),
         RouterSpec::SprayAndWait { copies, .. } => {
             format!("router = \"{}\"\n[routing]\ncopies = {copies}\n", spec.name())
@@ -252,13 +264,75 @@ fn router_config(spec: &RouterSpec, scale: f64) -> Result<String, EmulateError> 
             real(p.time_unit_ms)
         )
         }
-        other => return Err(EmulateError::Router(other.name())),
-    })
+        RouterSpec::Cgr(_) => "router = \"cgr\"\n[routing]\ncontact_plan = \"plan.txt\"\n".into(),
+        // Top-level keys end here: [[routes]] is an array of tables.
+        RouterSpec::Static(routes) => {
+            let mut text = "router = \"static\"\n".to_owned();
+            for r in routes {
+                let pattern = toml::Value::String(r.pattern.clone());
+                text.push_str(&format!("[[routes]]\npattern = {pattern}\nvia = \"{}\"\n", r.via));
+            }
+            text
+        }
+    }
 }
 
-fn start(n: u64, dir: &Path, opt: &Options, router: &str, tcp_port: u16) -> Result<Ferryd, EmulateError> {
+/// The scenario's contact plan for ferryd's contact-graph router, in real
+/// time: simulated time 0 is `t0` (Unix seconds), times shrink by `scale`
+/// and rates grow by it (a contact carries the volume it had). ION plans
+/// count whole seconds, so starts are rounded down and ends up: ferryd's
+/// router sees each contact on from no later than the emulated link comes
+/// up until no earlier than it goes down. Light times are rounded to whole
+/// seconds too (on loopback they only rank routes).
+pub fn real_time_plan(plan: &ContactPlan, epoch: u64, scale: f64, t0: u64) -> String {
+    let real_s = |dtn_ms: u64| dtn_ms.saturating_sub(epoch) as f64 / 1000.0 / scale;
+    let mut text = format!("# {} s of the scenario per second; simulated time 0 is {}\n", scale, utc(t0));
+    for c in plan.contacts() {
+        let start = t0.saturating_add(real_s(c.start).floor() as u64);
+        let end = t0.saturating_add(real_s(c.end).ceil() as u64).max(start + 1);
+        let rate = ((c.rate_bps as f64 * scale).ceil() as u64).max(1);
+        let (from, to) = (ipn_number(&c.from), ipn_number(&c.to));
+        text.push_str(&format!("a contact {} {} {from} {to} {rate}\n", utc(start), utc(end)));
+        let owlt = (c.owlt_ms as f64 / 1000.0 / scale).round() as u64;
+        if owlt > 0 {
+            text.push_str(&format!("a range {} {} {from} {to} {owlt}\n", utc(start), utc(end)));
+        }
+    }
+    text
+}
+
+/// Unix seconds as ION's `yyyy/mm/dd-hh:mm:ss` (UTC); times before the DTN
+/// epoch (2000) are written as the epoch.
+fn utc(unix: u64) -> String {
+    let unix = unix.max(DTN_EPOCH_UNIX_SECS);
+    let (days, secs) = (unix / 86_400, unix % 86_400);
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01 (≥ 0 here).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!("{year:04}/{month:02}/{day:02}-{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+fn start(
+    n: u64,
+    dir: &Path,
+    opt: &Options,
+    router: &str,
+    plan: Option<&str>,
+    tcp_port: u16,
+) -> Result<Ferryd, EmulateError> {
     let node_dir = dir.join(format!("n{n}"));
     std::fs::create_dir_all(&node_dir).map_err(io(format!("creating {}", node_dir.display())))?;
+    if let Some(plan) = plan {
+        let path = node_dir.join("plan.txt");
+        std::fs::write(&path, plan).map_err(io(format!("writing {}", path.display())))?;
+    }
     let cfg = node_dir.join("ferry.toml");
     // Top-level keys and [routing] first: after [[cla]] they would be the plugin's.
     let text = format!(
@@ -308,7 +382,24 @@ pub fn emulate(sc: &Scenario, opt: &Options, say: &mut dyn FnMut(&str)) -> Resul
     if !(opt.time_scale.is_finite() && opt.time_scale > 0.0) {
         return Err(EmulateError::TimeScale(opt.time_scale));
     }
-    let router = router_config(&sc.router, opt.time_scale)?;
+    let router = router_config(&sc.router, opt.time_scale);
+    // Contact-graph routing needs the plan in real time, so the emulation's
+    // time 0 is fixed before ferryd starts: whole seconds (the plan's unit)
+    // far enough ahead for the nodes to come up.
+    let t0 = match &sc.router {
+        RouterSpec::Cgr(_) => {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|_| EmulateError::Clock)?;
+            Some(now.as_secs() + 2 + sc.nodes.div_ceil(2))
+        }
+        _ => None,
+    };
+    let plan = match (&sc.router, t0) {
+        (RouterSpec::Cgr(_), Some(t0)) => {
+            let plan = sc.plan.as_ref().ok_or(EmulateError::NoPlan)?;
+            Some(real_time_plan(plan, sc.epoch, opt.time_scale, t0))
+        }
+        _ => None,
+    };
     // The timeline: (simulated ms, order, step). Contacts of a pair in either
     // direction are one connection, up while any of them is.
     let mut steps: Vec<(u64, usize, Step)> = vec![];
@@ -356,7 +447,7 @@ pub fn emulate(sc: &Scenario, opt: &Options, say: &mut dyn FnMut(&str)) -> Resul
     }
     let mut nodes = vec![];
     for n in 1..=sc.nodes {
-        nodes.push(start(n, &opt.dir, opt, &router, tcp_ports[(n - 1) as usize])?);
+        nodes.push(start(n, &opt.dir, opt, &router, plan.as_deref(), tcp_ports[(n - 1) as usize])?);
     }
     for node in &nodes {
         node.ok("GET", "/register?1", b"")?;
@@ -373,7 +464,22 @@ pub fn emulate(sc: &Scenario, opt: &Options, say: &mut dyn FnMut(&str)) -> Resul
     }
 
     let scale = opt.time_scale;
-    let begin = Instant::now();
+    let begin = match t0 {
+        // On the plan's clock: wait for its time 0, or start late and catch up.
+        Some(t0) => {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|_| EmulateError::Clock)?;
+            let zero = Duration::from_secs(t0);
+            if zero >= now {
+                std::thread::sleep(zero - now);
+                Instant::now()
+            } else {
+                let late = now - zero;
+                say(&format!("ferryd took {:.1} s longer to start than planned; catching up", late.as_secs_f64()));
+                Instant::now().checked_sub(late).unwrap_or_else(Instant::now)
+            }
+        }
+        None => Instant::now(),
+    };
     let sim_now = |begin: Instant| (begin.elapsed().as_secs_f64() * scale * 1000.0) as u64;
     let real_at = |t: u64| begin + Duration::from_secs_f64(t as f64 / 1000.0 / scale);
     let mut delivered: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
@@ -461,4 +567,55 @@ pub fn emulate(sc: &Scenario, opt: &Options, say: &mut dyn FnMut(&str)) -> Resul
         hopcount_avg: mean(&hops),
         hopcount_med: median(&hops),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_core::contact::parse_utc;
+    use ferry_core::eid::Eid;
+
+    #[test]
+    fn utc_writes_what_ion_plans_read() {
+        // 2000-01-01, a leap day, the last second of a year, and far ahead.
+        for unix in [DTN_EPOCH_UNIX_SECS, 951_782_400, 1_767_225_599, 4_102_444_800 + 86_399] {
+            let text = utc(unix);
+            assert_eq!(parse_utc(&text), Some((unix - DTN_EPOCH_UNIX_SECS) * 1000), "{text}");
+        }
+        assert_eq!(utc(951_782_400), "2000/02/29-00:00:00");
+        assert_eq!(utc(1_767_225_599), "2025/12/31-23:59:59");
+    }
+
+    #[test]
+    fn the_plan_for_ferryd_covers_each_contact_in_real_time_with_its_volume() {
+        let text = "a contact +20 +60 1 2 1000\na contact +25 +61 2 3 500\na range +0 +100 2 3 30\n";
+        let plan = ContactPlan::parse_ion(text, "plan.txt", 5_000).unwrap();
+        // At 10× from 2000-01-01T00:00:10: 2 s to 6 s; 2.5 s to 6.1 s widens to 2 s to 7 s.
+        let out = real_time_plan(&plan, 5_000, 10.0, DTN_EPOCH_UNIX_SECS + 10);
+        let lines: Vec<&str> = out.lines().skip(1).collect();
+        assert_eq!(
+            lines,
+            [
+                "a contact 2000/01/01-00:00:12 2000/01/01-00:00:16 1 2 10000",
+                "a contact 2000/01/01-00:00:12 2000/01/01-00:00:17 2 3 5000",
+                "a range 2000/01/01-00:00:12 2000/01/01-00:00:17 2 3 3",
+            ]
+        );
+        let real = ContactPlan::parse_ion(&out, "real.txt", 0).unwrap();
+        for (sim, emu) in plan.contacts().iter().zip(real.contacts()) {
+            assert!(emu.volume() >= sim.volume(), "{emu:?} carries less than {sim:?}");
+        }
+        assert_eq!(real.contacts()[1].owlt_ms, 3_000);
+    }
+
+    #[test]
+    fn static_routes_and_cgr_become_ferryd_config() {
+        let routes = vec![ferry_core::router::StaticRoute { pattern: "ipn:3.*".into(), via: Eid::ipn_node(2) }];
+        assert_eq!(
+            router_config(&RouterSpec::Static(routes), 10.0),
+            "router = \"static\"\n[[routes]]\npattern = \"ipn:3.*\"\nvia = \"ipn:2.0\"\n"
+        );
+        let cgr = RouterSpec::Cgr(Arc::new(ContactPlan::default()));
+        assert_eq!(router_config(&cgr, 10.0), "router = \"cgr\"\n[routing]\ncontact_plan = \"plan.txt\"\n");
+    }
 }

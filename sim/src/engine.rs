@@ -1,5 +1,5 @@
-//! The discrete-event engine: one ferry-core [`Node`] with its own
-//! [`MemStore`] per simulated node, links that carry real bundles, and an
+//! The discrete-event engine: one ferry-core [`Node`] with its own store per
+//! simulated node, links that carry real bundles, and an
 //! event queue ordered by (time, insertion number), so that a seed gives one
 //! outcome.
 //!
@@ -13,6 +13,12 @@
 //! message's nominal size is what links take time to send and what buffers
 //! hold, as in the ONE, so 100 kB messages cost no 100 kB of memory.
 //!
+//! A node's store is the engine's record of the bundles it holds: their
+//! bytes, arrival order and transfers under way. It keeps no metadata: the
+//! node has it, and a simulated node never restarts, so nothing would read a
+//! stored copy (ferryd's RocksDB store keeps it for recovery). Keeping it in
+//! ferry-core's `MemStore` as well cost a fifth of a run.
+//!
 //! The buffer policy is the ONE's: when a bundle must come in (created, or a
 //! transfer starting) and the buffer is full, the bundle received longest ago
 //! that is not being sent is dropped (deleted by the node, reason "depleted
@@ -20,6 +26,8 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+
+use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex};
 
 use ferry_core::admin::ReasonCode;
@@ -28,7 +36,6 @@ use ferry_core::contact::transmit_ms;
 use ferry_core::eid::Eid;
 use ferry_core::node::{transmission, Action, Node, NodeConfig, SendRequest, Transmit, TransmitOutcome};
 use ferry_core::router::{PeerId, PeerInfo, Router, RouterSpec, RoutingInfoError};
-use ferry_core::store::{MemStore, Store};
 
 use crate::report::{Collector, Report};
 use crate::scenario::{ipn_number, GeneratedMessages, LinkModel, Messages, Scenario};
@@ -102,18 +109,31 @@ impl Ord for Queued {
 
 struct SimNode {
     node: Node,
-    store: MemStore,
     /// Nominal bytes held, and bytes promised to transfers under way.
     used: u64,
     reserved: u64,
     /// Held bundles by arrival number (the drop order).
     held: BTreeMap<u64, BundleId>,
-    /// Arrival number and time of each held bundle.
-    arrival: HashMap<BundleId, (u64, u64)>,
-    /// Bundles in a transfer that has started (not only queued).
-    sending: HashMap<BundleId, u32>,
+    /// What the engine knows of each held bundle. The engine's own maps use
+    /// a fixed fast hash: there is no adversary here, and they are looked up
+    /// several times per transfer.
+    arrival: FxHashMap<BundleId, Held>,
     /// The timer event scheduled for this node.
     timer: Option<u64>,
+}
+
+struct Held {
+    /// The bundle as stored (what a transmission starts from).
+    bytes: Vec<u8>,
+    /// The message it carries (index in `Sim::messages`) and the bytes it
+    /// takes in buffers and on links: looked up once, when it comes in.
+    msg: Option<usize>,
+    size: u64,
+    /// Arrival number (the key in `SimNode::held`) and time.
+    order: u64,
+    at: u64,
+    /// Transfers of it that have started (not only queued).
+    sending: u32,
 }
 
 struct Pending {
@@ -161,9 +181,9 @@ pub struct Sim<'s> {
     nodes: Vec<SimNode>,
     links: Vec<Link>,
     free_links: Vec<usize>,
-    by_key: HashMap<(usize, usize), usize>,
+    by_key: FxHashMap<(usize, usize), usize>,
     messages: Vec<Message>,
-    bundle_msg: HashMap<BundleId, usize>,
+    bundle_msg: FxHashMap<BundleId, usize>,
     /// Nominal sizes for routers that plan with sizes (see [`NominalSize`]).
     sizes: Arc<Mutex<HashMap<BundleId, u64>>>,
     next_arrival: u64,
@@ -191,12 +211,10 @@ impl<'s> Sim<'s> {
             node.register(sc.epoch, Eid::Ipn { node: n, service: APP_SERVICE });
             nodes.push(SimNode {
                 node,
-                store: MemStore::new(),
                 used: 0,
                 reserved: 0,
                 held: BTreeMap::new(),
-                arrival: HashMap::new(),
-                sending: HashMap::new(),
+                arrival: FxHashMap::default(),
                 timer: None,
             });
         }
@@ -208,9 +226,9 @@ impl<'s> Sim<'s> {
             nodes,
             links: vec![],
             free_links: vec![],
-            by_key: HashMap::new(),
+            by_key: FxHashMap::default(),
             messages: vec![],
-            bundle_msg: HashMap::new(),
+            bundle_msg: FxHashMap::default(),
             sizes,
             next_arrival: 0,
             generated: None,
@@ -447,12 +465,8 @@ impl<'s> Sim<'s> {
     }
 
     fn stop_sending(&mut self, node: usize, id: &BundleId) {
-        let sending = &mut self.nodes[node].sending;
-        if let Some(n) = sending.get_mut(id) {
-            *n -= 1;
-            if *n == 0 {
-                sending.remove(id);
-            }
+        if let Some(h) = self.nodes[node].arrival.get_mut(id) {
+            h.sending = h.sending.saturating_sub(1);
         }
     }
 
@@ -504,7 +518,7 @@ impl<'s> Sim<'s> {
             if node.used + node.reserved + size <= cap {
                 return true;
             }
-            let victim = node.held.values().find(|id| !node.sending.contains_key(*id)).cloned();
+            let victim = node.held.values().find(|id| node.arrival.get(*id).is_none_or(|h| h.sending == 0)).cloned();
             let Some(id) = victim else { return false };
             let now = self.dtn();
             self.nodes[n].node.delete(now, &id, ReasonCode::DepletedStorage);
@@ -516,8 +530,11 @@ impl<'s> Sim<'s> {
         }
     }
 
-    fn size_of(&self, id: &BundleId, bytes: usize) -> u64 {
-        self.bundle_msg.get(id).map_or(bytes as u64, |m| self.messages[*m].size)
+    /// The message a bundle carries, and its nominal size (`bytes` for a
+    /// bundle that carries none).
+    fn message_and_size(&self, id: &BundleId, bytes: usize) -> (Option<usize>, u64) {
+        let msg = self.bundle_msg.get(id).copied();
+        (msg, msg.map_or(bytes as u64, |m| self.messages[m].size))
     }
 
     /// Carries out node `n`'s actions until it has none, then reschedules its timer.
@@ -528,25 +545,20 @@ impl<'s> Sim<'s> {
             let now = self.dtn();
             match action {
                 Action::Persist { meta, bytes } => {
-                    let size = self.size_of(&meta.id, bytes.len());
-                    let ok = self.nodes[n].store.put(&meta, &bytes).is_ok();
-                    if ok {
-                        let node = &mut self.nodes[n];
-                        node.used += size;
-                        node.held.insert(self.next_arrival, meta.id.clone());
-                        node.arrival.insert(meta.id.clone(), (self.next_arrival, self.now));
-                        self.next_arrival += 1;
-                    }
-                    self.nodes[n].node.handle_persisted(now, &meta.id, ok);
-                }
-                Action::UpdateMeta(meta) => {
-                    let _ = self.nodes[n].store.update_meta(&meta);
-                }
-                Action::Delete { id, reason } => {
-                    let _ = self.nodes[n].store.delete(&id);
-                    let size = self.size_of(&id, 0);
+                    let (msg, size) = self.message_and_size(&meta.id, bytes.len());
                     let node = &mut self.nodes[n];
-                    if let Some((order, at)) = node.arrival.remove(&id) {
+                    node.used += size;
+                    node.held.insert(self.next_arrival, meta.id.clone());
+                    let held = Held { bytes, msg, size, order: self.next_arrival, at: self.now, sending: 0 };
+                    node.arrival.insert(meta.id.clone(), held);
+                    self.next_arrival += 1;
+                    self.nodes[n].node.handle_persisted(now, &meta.id, true);
+                }
+                // The node keeps the metadata; see the module docs.
+                Action::UpdateMeta(_) => {}
+                Action::Delete { id, reason } => {
+                    let node = &mut self.nodes[n];
+                    if let Some(Held { order, at, size, .. }) = node.arrival.remove(&id) {
                         node.held.remove(&order);
                         node.used -= size;
                         if delivered_here.as_ref() != Some(&id) {
@@ -615,9 +627,11 @@ impl<'s> Sim<'s> {
             if !self.nodes[from].node.contains(&id) {
                 continue; // dropped or expired while queued
             }
-            let size = self.size_of(&id, 0);
-            let delivered_to_it = self.bundle_msg.get(&id).is_some_and(|m| {
-                let m = &self.messages[*m];
+            let Some((msg, size)) = self.nodes[from].arrival.get(&id).map(|h| (h.msg, h.size)) else {
+                continue; // the node holds it, so the engine does: cannot happen
+            };
+            let delivered_to_it = msg.is_some_and(|m| {
+                let m = &self.messages[m];
                 m.delivered && m.dst == to
             });
             if self.nodes[to].node.contains(&id) || delivered_to_it {
@@ -630,16 +644,15 @@ impl<'s> Sim<'s> {
                 self.run_node(from);
                 continue;
             }
-            let bytes =
-                match self.nodes[from].store.get_bytes(&id).ok().flatten().map(|b| transmission(&b, &p.transmit)) {
-                    Some(Ok(mut out)) if out.len() == 1 => out.remove(0),
-                    _ => {
-                        self.stats.errors.push(format!("bundle {id} could not be prepared for a link"));
-                        self.nodes[from].node.handle_transmitted(now, p.transmit.peer, &id, TransmitOutcome::Failed);
-                        self.run_node(from);
-                        continue;
-                    }
-                };
+            let bytes = match self.nodes[from].arrival.get(&id).map(|h| transmission(&h.bytes, &p.transmit)) {
+                Some(Ok(mut out)) if out.len() == 1 => out.remove(0),
+                _ => {
+                    self.stats.errors.push(format!("bundle {id} could not be prepared for a link"));
+                    self.nodes[from].node.handle_transmitted(now, p.transmit.peer, &id, TransmitOutcome::Failed);
+                    self.run_node(from);
+                    continue;
+                }
+            };
             let rate = self.links[l].rate;
             let Some(ms) = transmit_ms(size, rate) else {
                 self.nodes[from].node.handle_transmitted(now, p.transmit.peer, &id, TransmitOutcome::Failed);
@@ -648,7 +661,9 @@ impl<'s> Sim<'s> {
             };
             self.stats.counts.started += 1;
             self.nodes[to].reserved += size;
-            *self.nodes[from].sending.entry(id.clone()).or_insert(0) += 1;
+            if let Some(h) = self.nodes[from].arrival.get_mut(&id) {
+                h.sending += 1;
+            }
             self.links[l].busy = Some(Active { from, to, id, bytes, size });
             self.push(self.now + ms, Event::TransferEnd { link: l, gen });
         }

@@ -8,9 +8,9 @@
 //!   buffer size, link model, contacts, messages, duration, seed).
 //! - [`trace`]: the ONE's external events files (`CONN` and `C` lines).
 //!   ION contact plans are read by [`ferry_core::contact::ContactPlan::parse_ion`].
-//! - [`engine`]: the discrete-event engine: one `Node` + `MemStore` per
-//!   simulated node, links with the ION or the ONE model, the ONE's buffer
-//!   policy.
+//! - [`engine`]: the discrete-event engine: one `Node` and its store (the
+//!   bytes of the bundles it holds) per simulated node, links with the ION
+//!   or the ONE model, the ONE's buffer policy.
 //! - [`report`]: the figures and their definitions, JSON and CSV.
 //! - [`plot`]: SVG plots (delivery over time, latency CDF, buffer occupancy,
 //!   router comparison).

@@ -602,7 +602,7 @@ impl Node {
         if entry.in_flight.len() == before {
             return;
         }
-        let Some(info) = self.peers.get(&peer).cloned() else { return };
+        let Some(info) = self.peers.get(&peer) else { return };
         if outcome == TransmitOutcome::Sent {
             // The copies it carried now belong to the peer.
             entry.granted.retain(|(p, _)| *p != peer);
@@ -614,15 +614,16 @@ impl Node {
                 if !entry.meta.forwarded_to.contains(&info.node_id) {
                     entry.meta.forwarded_to.push(info.node_id.clone());
                 }
-                let meta = entry.meta.clone();
                 if outcome == TransmitOutcome::Sent {
                     self.stats.forwarded += 1;
                     self.report(now, id, Kind::Forwarded, ReasonCode::NoInformation);
                 }
-                if self.router.release_after_forward(&meta, &info) {
+                // The report may not remove the bundle, but look again rather than assume.
+                let (Some(entry), Some(info)) = (self.bundles.get(id), self.peers.get(&peer)) else { return };
+                if self.router.release_after_forward(&entry.meta, info) {
                     self.discard(id);
                 } else {
-                    self.actions.push_back(Action::UpdateMeta(meta));
+                    self.actions.push_back(Action::UpdateMeta(entry.meta.clone()));
                 }
             }
             TransmitOutcome::Failed => {
@@ -844,7 +845,10 @@ impl Node {
         if self.peers.is_empty() {
             return;
         }
-        let Some(entry) = self.bundles.get(id) else { return };
+        // One lookup, and the transmissions go straight onto the action
+        // queue: routing runs for every stored bundle each time a link comes
+        // up, so its overhead is a simulation's hottest path.
+        let Some(entry) = self.bundles.get_mut(id) else { return };
         let meta = &entry.meta;
         let must_not_fragment = meta.flags & bundle_flags::MUST_NOT_FRAGMENT != 0;
         // A node can be up over several links at once (two TCPCL sessions
@@ -874,42 +878,25 @@ impl Node {
             return;
         }
         let chosen = self.router.select(now, meta, &candidates);
-        let edit = self.forward_edit(now, meta);
-        let mut sends = vec![];
+        if chosen.is_empty() {
+            return;
+        }
+        let edit = forward_edit(&self.node_id, now, meta);
         for peer in chosen {
             let Some(info) = self.peers.get(&peer) else { continue };
-            let Some(entry) = self.bundles.get_mut(id) else { return };
             if !entry.in_flight.contains(&peer) {
                 entry.in_flight.push(peer);
                 let copies = self.router.hand_over(now, &mut entry.meta, info);
                 if let Some(n) = copies {
                     entry.granted.push((peer, n));
                 }
-                sends.push(Transmit {
+                self.actions.push_back(Action::Transmit(Transmit {
                     peer,
                     id: id.clone(),
                     edit: ForwardEdit { copies, ..edit.clone() },
                     max_bundle_size: info.mtu.filter(|_| !must_not_fragment),
-                });
+                }));
             }
-        }
-        self.actions.extend(sends.into_iter().map(Action::Transmit));
-    }
-
-    /// §5.4 step 4: what the copy on the link carries.
-    fn forward_edit(&self, now: DtnTime, meta: &BundleMeta) -> ForwardEdit {
-        let residence = now.saturating_sub(meta.received_at);
-        let bundle_age_ms = match meta.age_at_receipt_ms {
-            Some(age) => Some(age.saturating_add(residence)),
-            None if meta.id.creation.time == 0 => Some(residence),
-            None => None,
-        };
-        ForwardEdit {
-            previous_node: self.node_id.clone(),
-            bundle_age_ms,
-            hop_count: meta.hop_count.map(|h| HopCount { limit: h.limit, count: h.count.saturating_add(1) }),
-            discard_blocks: meta.discard_blocks.clone(),
-            copies: None,
         }
     }
 
@@ -938,24 +925,16 @@ impl Node {
     }
 
     fn report(&mut self, now: DtnTime, id: &BundleId, kind: Kind, reason: ReasonCode) {
-        let Some(meta) = self.bundles.get(id).map(|e| e.meta.clone()) else { return };
+        // Most bundles ask for no report: look before copying the metadata.
+        let Some(meta) = self.bundles.get(id).map(|e| &e.meta).filter(|m| wants_report(m, kind)) else { return };
+        let meta = meta.clone();
         self.report_on(now, &meta, kind, reason);
     }
 
     /// Generates a status report about `meta` if it asked for this kind (§6.1.1);
     /// never about administrative records or anonymous bundles.
     fn report_on(&mut self, now: DtnTime, meta: &BundleMeta, kind: Kind, reason: ReasonCode) {
-        let wanted = match kind {
-            Kind::Received => bundle_flags::REPORT_RECEPTION,
-            Kind::Forwarded => bundle_flags::REPORT_FORWARDING,
-            Kind::Delivered => bundle_flags::REPORT_DELIVERY,
-            Kind::Deleted => bundle_flags::REPORT_DELETION,
-        };
-        if meta.flags & wanted == 0
-            || meta.flags & bundle_flags::ADMIN_RECORD != 0
-            || meta.id.source.is_null()
-            || meta.report_to.is_null()
-        {
+        if !wants_report(meta, kind) {
             return;
         }
         let time = (meta.flags & bundle_flags::STATUS_TIME_REQUESTED != 0).then_some(now);
@@ -984,6 +963,38 @@ impl Node {
         self.stats.reports_sent += 1;
         let _ = self.accept(now, bundle, bytes, None);
     }
+}
+
+/// §5.4 step 4: what the copy on the link carries.
+fn forward_edit(node_id: &Eid, now: DtnTime, meta: &BundleMeta) -> ForwardEdit {
+    let residence = now.saturating_sub(meta.received_at);
+    let bundle_age_ms = match meta.age_at_receipt_ms {
+        Some(age) => Some(age.saturating_add(residence)),
+        None if meta.id.creation.time == 0 => Some(residence),
+        None => None,
+    };
+    ForwardEdit {
+        previous_node: node_id.clone(),
+        bundle_age_ms,
+        hop_count: meta.hop_count.map(|h| HopCount { limit: h.limit, count: h.count.saturating_add(1) }),
+        discard_blocks: meta.discard_blocks.clone(),
+        copies: None,
+    }
+}
+
+/// Whether a status report of `kind` about `meta` is due (§6.1.1): asked for,
+/// and neither about an administrative record nor from or to `dtn:none`.
+fn wants_report(meta: &BundleMeta, kind: Kind) -> bool {
+    let wanted = match kind {
+        Kind::Received => bundle_flags::REPORT_RECEPTION,
+        Kind::Forwarded => bundle_flags::REPORT_FORWARDING,
+        Kind::Delivered => bundle_flags::REPORT_DELIVERY,
+        Kind::Deleted => bundle_flags::REPORT_DELETION,
+    };
+    meta.flags & wanted != 0
+        && meta.flags & bundle_flags::ADMIN_RECORD == 0
+        && !meta.id.source.is_null()
+        && !meta.report_to.is_null()
 }
 
 /// The metadata the node keeps for a decoded bundle received at `now`.

@@ -7,7 +7,7 @@
 //! synced), so that the caller may acknowledge it. Listings and routing only ever
 //! read metadata; bundle bytes are read one bundle at a time, when needed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::bundle::{BundleId, BundleMeta, DtnTime};
@@ -62,21 +62,16 @@ pub trait Store: Send + Sync {
     fn get_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
+/// One map and no indexes: the queries that an index would serve
+/// (`expiring_by`, `for_destination`, listings) are rare and scan and sort,
+/// while every put and delete would pay for the indexes. A hash map, not a
+/// B-tree: a B-tree moves its large values on every insertion and removal.
+/// Together these were most of a simulation's time.
 #[derive(Default)]
 struct MemInner {
-    bundles: BTreeMap<BundleId, (BundleMeta, Vec<u8>)>,
-    by_expiry: BTreeSet<(DtnTime, BundleId)>,
-    by_destination: BTreeSet<(Eid, BundleId)>,
+    bundles: HashMap<BundleId, (BundleMeta, Vec<u8>)>,
     state: HashMap<String, Vec<u8>>,
     bytes: u64,
-}
-
-impl MemInner {
-    fn unindex(&mut self, meta: &BundleMeta, len: usize) {
-        self.by_expiry.remove(&(meta.expires_at, meta.id.clone()));
-        self.by_destination.remove(&(meta.destination.clone(), meta.id.clone()));
-        self.bytes -= len as u64;
-    }
 }
 
 /// The in-memory store: everything in a mutex-guarded map. Nothing survives
@@ -101,14 +96,10 @@ impl MemStore {
 impl Store for MemStore {
     fn put(&self, meta: &BundleMeta, bytes: &[u8]) -> Result<(), StoreError> {
         let mut s = self.lock();
-        if let Some((old, old_bytes)) = s.bundles.remove(&meta.id) {
-            let len = old_bytes.len();
-            s.unindex(&old, len);
-        }
-        s.by_expiry.insert((meta.expires_at, meta.id.clone()));
-        s.by_destination.insert((meta.destination.clone(), meta.id.clone()));
         s.bytes += bytes.len() as u64;
-        s.bundles.insert(meta.id.clone(), (meta.clone(), bytes.to_vec()));
+        if let Some((_, old_bytes)) = s.bundles.insert(meta.id.clone(), (meta.clone(), bytes.to_vec())) {
+            s.bytes -= old_bytes.len() as u64;
+        }
         Ok(())
     }
 
@@ -117,15 +108,8 @@ impl Store for MemStore {
         let Some((old, _)) = s.bundles.get_mut(&meta.id) else {
             return Ok(false);
         };
-        // In place: an update after forwarding changes neither key of the
-        // indexes, and moving the bytes out and back costs a copy each time.
-        let old = std::mem::replace(old, meta.clone());
-        if (old.expires_at, &old.destination) != (meta.expires_at, &meta.destination) {
-            s.by_expiry.remove(&(old.expires_at, meta.id.clone()));
-            s.by_destination.remove(&(old.destination.clone(), meta.id.clone()));
-            s.by_expiry.insert((meta.expires_at, meta.id.clone()));
-            s.by_destination.insert((meta.destination.clone(), meta.id.clone()));
-        }
+        // In place: moving the bytes out and back would cost a copy each time.
+        old.clone_from(meta);
         Ok(true)
     }
 
@@ -140,8 +124,8 @@ impl Store for MemStore {
     fn delete(&self, id: &BundleId) -> Result<bool, StoreError> {
         let mut s = self.lock();
         match s.bundles.remove(id) {
-            Some((meta, bytes)) => {
-                s.unindex(&meta, bytes.len());
+            Some((_, bytes)) => {
+                s.bytes -= bytes.len() as u64;
                 Ok(true)
             }
             None => Ok(false),
@@ -149,15 +133,25 @@ impl Store for MemStore {
     }
 
     fn all_meta(&self) -> Result<Vec<BundleMeta>, StoreError> {
-        Ok(self.lock().bundles.values().map(|(m, _)| m.clone()).collect())
+        let mut all: Vec<BundleMeta> = self.lock().bundles.values().map(|(m, _)| m.clone()).collect();
+        all.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        Ok(all)
     }
 
     fn expiring_by(&self, t: DtnTime) -> Result<Vec<BundleId>, StoreError> {
-        Ok(self.lock().by_expiry.iter().take_while(|(e, _)| *e <= t).map(|(_, id)| id.clone()).collect())
+        let s = self.lock();
+        let mut due: Vec<(DtnTime, &BundleId)> =
+            s.bundles.values().filter(|(m, _)| m.expires_at <= t).map(|(m, _)| (m.expires_at, &m.id)).collect();
+        due.sort_unstable();
+        Ok(due.into_iter().map(|(_, id)| id.clone()).collect())
     }
 
     fn for_destination(&self, eid: &Eid) -> Result<Vec<BundleId>, StoreError> {
-        Ok(self.lock().by_destination.iter().filter(|(d, _)| d == eid).map(|(_, id)| id.clone()).collect())
+        let s = self.lock();
+        let mut ids: Vec<&BundleId> =
+            s.bundles.values().filter(|(m, _)| &m.destination == eid).map(|(m, _)| &m.id).collect();
+        ids.sort_unstable();
+        Ok(ids.into_iter().cloned().collect())
     }
 
     fn stats(&self) -> Result<StoreStats, StoreError> {

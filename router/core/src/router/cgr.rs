@@ -4,8 +4,11 @@
 //! destination node. Along a route, a bundle of size S entering contact C at
 //! time t starts at `max(t, C.start)`, leaves `S / C.rate` later, which must
 //! be no later than `C.end`, and arrives `C.owlt` after that. A contact whose
-//! remaining volume is below S is skipped: this node books every bundle it
-//! sends on its first-hop contact (it knows no other node's bookings).
+//! residual volume is below S is skipped: as ION does, this node books every
+//! bundle it sends on every contact of the route it chose, so that later
+//! bundles route around contacts it has filled, its own or further down the
+//! path. These are this node's own estimates: it knows no other node's
+//! bookings.
 //!
 //! The bundle goes to the first hop only while that contact is on (the peer is
 //! up); otherwise it waits, and is routed again when a link comes up. Without
@@ -24,12 +27,14 @@ use crate::eid::Eid;
 use crate::router::{PeerId, PeerInfo, Router};
 
 /// The best route found for a bundle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     /// Index of the first contact in the plan.
     pub first_hop: usize,
     /// When the bundle reaches the destination node (DTN ms).
     pub arrival: DtnTime,
+    /// Indexes of the route's contacts in the plan, first hop first.
+    pub hops: Vec<usize>,
 }
 
 /// The contact-graph router. See the module docs.
@@ -37,7 +42,7 @@ pub struct Route {
 pub struct Cgr {
     local: Eid,
     plan: Arc<ContactPlan>,
-    /// Bytes booked on this node's own contacts, by contact index.
+    /// Bytes this node booked on contacts (of routes it chose), by contact index.
     booked: HashMap<usize, u64>,
 }
 
@@ -50,22 +55,21 @@ impl Cgr {
     /// Earliest-arrival route from this node at `now` to node `dest` for a
     /// bundle of `size` bytes, never through `avoid` as the first hop.
     pub fn route(&self, now: DtnTime, dest: &Eid, size: u64, avoid: Option<&Eid>) -> Option<Route> {
-        // Dijkstra over contacts: key (arrival at the contact's receiver, contact).
+        // Dijkstra over contacts: key (arrival at the contact's receiver,
+        // contact); ties go to the lower contact index, so the route is the
+        // same in every run.
         let mut best: HashMap<usize, DtnTime> = HashMap::new();
-        let mut first_hop: HashMap<usize, usize> = HashMap::new();
+        // The contact before each one on its best route (`None`: a first hop).
+        let mut pred: HashMap<usize, Option<usize>> = HashMap::new();
         let mut heap = BinaryHeap::new();
         for &i in self.plan.from(&self.local) {
             let Some(c) = self.plan.get(i) else { continue };
-            if Some(&c.to) == avoid {
-                continue;
-            }
-            let left = c.volume().saturating_sub(self.booked.get(&i).copied().unwrap_or(0));
-            if left < size {
+            if Some(&c.to) == avoid || self.residual(i) < size {
                 continue;
             }
             if let Some(arrival) = self.arrival(i, now, size) {
                 best.insert(i, arrival);
-                first_hop.insert(i, i);
+                pred.insert(i, None);
                 heap.push(Reverse((arrival, i)));
             }
         }
@@ -74,24 +78,47 @@ impl Cgr {
             if !done.insert(i) {
                 continue;
             }
-            let (Some(c), Some(&first)) = (self.plan.get(i), first_hop.get(&i)) else { continue };
+            let Some(c) = self.plan.get(i) else { continue };
             if &c.to == dest {
-                return Some(Route { first_hop: first, arrival });
+                let hops = self.path_to(i, &pred);
+                return Some(Route { first_hop: hops.first().copied().unwrap_or(i), arrival, hops });
             }
             for &j in self.plan.from(&c.to) {
                 let Some(next) = self.plan.get(j) else { continue };
-                if done.contains(&j) || next.to == self.local || next.volume() < size {
+                if done.contains(&j) || next.to == self.local || self.residual(j) < size {
                     continue;
                 }
                 let Some(t) = self.arrival(j, arrival, size) else { continue };
                 if best.get(&j).is_none_or(|b| t < *b) {
                     best.insert(j, t);
-                    first_hop.insert(j, first);
+                    pred.insert(j, Some(i));
                     heap.push(Reverse((t, j)));
                 }
             }
         }
         None
+    }
+
+    /// The contacts from a first hop to `last`, following `pred` back. A
+    /// contact's predecessor was settled before it, so the chain ends; the
+    /// bound is only a guard.
+    fn path_to(&self, last: usize, pred: &HashMap<usize, Option<usize>>) -> Vec<usize> {
+        let mut hops = vec![last];
+        let mut at = last;
+        while let Some(&Some(p)) = pred.get(&at) {
+            if hops.len() > self.plan.len() {
+                break;
+            }
+            hops.push(p);
+            at = p;
+        }
+        hops.reverse();
+        hops
+    }
+
+    /// Volume of contact `i` not yet booked by this node.
+    fn residual(&self, i: usize) -> u64 {
+        self.plan.get(i).map_or(0, |c| c.volume().saturating_sub(self.booked(i)))
     }
 
     /// Arrival at contact `i`'s receiver of `size` bytes ready at `ready`.
@@ -127,7 +154,10 @@ impl Router for Cgr {
             return vec![]; // wait for the contact
         }
         let Some(p) = peers.iter().find(|p| p.node_id == c.to) else { return vec![] };
-        *self.booked.entry(route.first_hop).or_insert(0) += bundle.size;
+        for &hop in &route.hops {
+            let booked = self.booked.entry(hop).or_insert(0);
+            *booked = booked.saturating_add(bundle.size);
+        }
         vec![p.id]
     }
 
@@ -181,6 +211,34 @@ mod tests {
         assert_eq!(r.route(0, &node(9), 1, None), None);
         // After the last contact, no route.
         assert_eq!(r.route(1_000_000, &node(3), 1, None), None);
+    }
+
+    #[test]
+    fn a_contact_filled_further_down_the_route_sends_the_next_bundle_another_way() {
+        // Via 2: 1→2 has room for a hundred 600 B bundles, but 2→3 carries
+        // 1000 B in all (10 s at 100 B/s). Via 4: 4→3 opens only at 50 s.
+        let p = plan(
+            "a contact +0 +100 1 2 1000\n\
+             a contact +0 +10 2 3 100\n\
+             a contact +0 +100 1 4 1000\n\
+             a contact +50 +100 4 3 1000\n",
+        );
+        // Indexed by (start, from, to): 1→2 is 0, 1→4 is 1, 2→3 is 2, 4→3 is 3.
+        let mut r = Cgr::new(node(1), p);
+        let m = BundleMeta { size: 600, ..meta("ipn:3.1") };
+        let (two, four) = (peer(7, "ipn:2.0"), peer(8, "ipn:4.0"));
+        // 0.6 s on 1→2, then 6 s on 2→3.
+        assert_eq!(r.route(0, &node(3), 600, None).unwrap(), Route { first_hop: 0, arrival: 6_600, hops: vec![0, 2] });
+        assert_eq!(r.select(0, &m, &[&two, &four]), vec![PeerId(7)]);
+        assert_eq!((r.booked(0), r.booked(2)), (600, 600));
+        // 400 B left on 2→3: the second bundle waits for 4→3 (50 s + 0.6 s).
+        assert_eq!(r.route(0, &node(3), 600, None).unwrap(), Route { first_hop: 1, arrival: 50_600, hops: vec![1, 3] });
+        assert_eq!(r.select(0, &m, &[&two, &four]), vec![PeerId(8)]);
+        assert_eq!((r.booked(1), r.booked(3)), (600, 600));
+        // A bundle that still fits in what is left of 2→3 goes that way again.
+        let small = BundleMeta { size: 400, ..meta("ipn:3.1") };
+        assert_eq!(r.select(0, &small, &[&two, &four]), vec![PeerId(7)]);
+        assert_eq!(r.booked(2), 1000);
     }
 
     #[test]
