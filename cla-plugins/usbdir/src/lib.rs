@@ -57,11 +57,12 @@
 //! **Writing.** A bundle goes to `<folder>/<to>/<this node>/<sha256>.<n>.part`;
 //! then, for all files written meanwhile at once, their bytes are made
 //! durable, they are renamed to `<sha256>.bundle`, and the folders holding
-//! them are synced (see [`durable`]). A batch of 16 files or more is synced
-//! with one `syncfs(2)` of the folder's filesystem and a sync of the folders
-//! (on a stick of its own that is one device flush for the whole batch);
-//! smaller batches with an `fdatasync` per file, side by side, which waits
-//! for nothing else dirty on a shared disk. The transmission counts as sent
+//! them are synced (see [`durable`]). On a stick (a filesystem other than
+//! the one holding `state_dir`) a batch is synced with one `syncfs(2)` and a
+//! sync of its folders: one device flush for the whole batch. On the node's
+//! own disk, where other programs' dirty data would be written too, only a
+//! batch of 64 files or more is; smaller ones get an `fdatasync` per file,
+//! side by side. The transmission counts as sent
 //! only after that; if anything fails (the stick is pulled mid-write) it is
 //! reported failed and the node sends the bundle again at the next
 //! opportunity, so nothing is lost, and a file stopped before its rename is

@@ -308,12 +308,23 @@ struct Worker {
     tokens: HashMap<u64, Handed>,
     next_token: u64,
     next_peer: u64,
+    /// The filesystem of the taken-bundle record: the node's own disk.
+    state_device: Option<u64>,
 }
 
 impl Worker {
     fn new(shared: Arc<Shared>, taken: Taken) -> Worker {
         let configured = Root::new(shared.settings.path.clone(), true);
-        Worker { shared, taken, roots: vec![configured], tokens: HashMap::new(), next_token: 1, next_peer: 1 }
+        let state_device = durable::device_of(taken.path());
+        Worker {
+            shared,
+            taken,
+            roots: vec![configured],
+            tokens: HashMap::new(),
+            next_token: 1,
+            next_peer: 1,
+            state_device,
+        }
     }
 
     fn host(&self) -> &Host {
@@ -414,7 +425,8 @@ impl Worker {
 
     fn flush_root(&mut self, root: &Path, batch: Vec<Write>) -> Vec<(Write, bool)> {
         let parts: Vec<PathBuf> = batch.iter().map(|w| w.part.clone()).collect();
-        let method = Method::for_batch(parts.len(), self.shared.syncfs_reports_errors);
+        let own_disk = self.state_device.is_none() || durable::device_of(root) == self.state_device;
+        let method = Method::for_batch(parts.len(), own_disk, self.shared.syncfs_reports_errors);
         if let Err(e) = durable::sync_parts(&parts, method) {
             self.host().warn(&format!(
                 "syncing {} new bundle files failed ({e}); the node sends them again later",
@@ -883,7 +895,7 @@ mod tests {
                 written.push((part, dir.join(name::bundle_file(&hash)), hash));
             }
             let parts: Vec<PathBuf> = written.iter().map(|(p, _, _)| p.clone()).collect();
-            assert_eq!(Method::for_batch(parts.len(), true), method);
+            assert_eq!(Method::for_batch(parts.len(), true, true), method);
             durable::sync_parts(&parts, method).unwrap();
 
             // Stopped here: only part files, reported as unfinished, none read.
