@@ -13,6 +13,7 @@
 //! - [`settings`]: the settings table.
 //!
 //! With I/O:
+//! - [`durable`]: making a batch of written files durable, then their renames;
 //! - [`taken`]: the record of bundles taken, on this node's disk;
 //! - [`sync`]: the progress file of a `ferry usb sync` request;
 //! - [`plugin`]: [`UsbDir`], the [`ferry_cla_abi::Cla`] implementation, its
@@ -53,14 +54,19 @@
 //! once in ferryd's log (again only if it changes or comes back). A later
 //! complete copy under the same name is read again and wins.
 //!
-//! **Writing.** A bundle goes to `<folder>/<to>/<this node>/<sha256>.<n>.part`,
-//! then — for all files written meanwhile at once — every file is synced
-//! (`fdatasync`, up to 64 side by side, which the filesystem merges into a few
-//! journal commits; unlike `syncfs` this does not wait for other programs'
-//! dirty data), renamed to `<sha256>.bundle`, and the folders holding them
-//! synced. The transmission counts as sent only after that; if anything fails (the stick is pulled mid-write) it is
+//! **Writing.** A bundle goes to `<folder>/<to>/<this node>/<sha256>.<n>.part`;
+//! then, for all files written meanwhile at once, their bytes are made
+//! durable, they are renamed to `<sha256>.bundle`, and the folders holding
+//! them are synced (see [`durable`]). On a stick (a filesystem other than
+//! the one holding `state_dir`) a batch is synced with one `syncfs(2)` and a
+//! sync of its folders: one device flush for the whole batch. On the node's
+//! own disk, where other programs' dirty data would be written too, only a
+//! batch of 64 files or more is; smaller ones get an `fdatasync` per file,
+//! side by side. The transmission counts as sent
+//! only after that; if anything fails (the stick is pulled mid-write) it is
 //! reported failed and the node sends the bundle again at the next
-//! opportunity, so nothing is lost. A bundle already on the stick for that
+//! opportunity, so nothing is lost, and a file stopped before its rename is
+//! a `.part` file no reader takes. A bundle already on the stick for that
 //! node (same bundle ID written this session, or the same bytes already
 //! there) is not written twice.
 //!
@@ -129,6 +135,7 @@
 //! watches another folder until it disappears; `usbdir-sync:NONCE:/PATH`
 //! does that and writes progress to `<PATH>/<this node>/.ferry-sync.toml`.
 
+pub mod durable;
 pub mod inbox;
 pub mod name;
 pub mod plugin;

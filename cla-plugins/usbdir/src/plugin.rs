@@ -11,7 +11,8 @@
 //! - `transmit` writes the bundle to a `.part` file in the calling thread
 //!   (the bytes go straight from the host's buffer to the page cache; no copy
 //!   is kept) and queues it; the worker makes every queued file durable
-//!   (their syncs side by side), renames them, syncs their folders, and only then reports
+//!   (one `syncfs` for a big batch, else their syncs side by side; see
+//!   [`crate::durable`]), renames them, syncs their folders, and only then reports
 //!   `Sent`. A file that could not be written, synced or renamed is reported
 //!   `Failed`, so the node sends it again later; nothing is lost when a stick
 //!   is pulled mid-write.
@@ -36,6 +37,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ferry_cla_abi::{Cla, FerryClaDescriptor, Host, Outcome, PeerUp, Verdict};
 use ferry_core::bundle::BundleId;
 
+use crate::durable::{self, in_parallel, Method};
 use crate::inbox::{verify, Entry, FileSig, Inbox, Room, Unusable};
 use crate::name::{self, FileKind};
 use crate::settings::{Announce, Settings};
@@ -52,8 +54,6 @@ const ROOM_FILES: usize = 1024;
 const ROOM_BYTES: u64 = 128 << 20;
 /// Polls without any movement before a sync request counts as done.
 const QUIET_POLLS: u32 = 2;
-/// Threads that sync or remove files at once.
-const PARALLEL: usize = 64;
 /// How often a folder is looked at while a sync request runs.
 const SYNC_POLL: Duration = Duration::from_millis(250);
 
@@ -73,6 +73,8 @@ struct Shared {
     queue: Mutex<Queue>,
     wake: Condvar,
     next_part: AtomicU64,
+    /// See [`durable::syncfs_reports_errors`].
+    syncfs_reports_errors: bool,
 }
 
 /// What the host's threads and the worker share.
@@ -153,25 +155,6 @@ fn default_state_dir() -> PathBuf {
     home.join(".local/share/ferry/usbdir")
 }
 
-/// Runs `f` on every item, [`PARALLEL`] threads at once (file syncs and
-/// unlinks wait on the device; side by side they share its round trips).
-/// Returns the messages of the calls that failed.
-fn in_parallel<T: Sync>(items: &[T], f: impl Fn(&T) -> Option<String> + Sync) -> Vec<String> {
-    if items.len() <= 1 {
-        return items.iter().filter_map(&f).collect();
-    }
-    let chunk = items.len().div_ceil(PARALLEL);
-    let f = &f;
-    std::thread::scope(|s| {
-        let workers: Vec<_> =
-            items.chunks(chunk).map(|part| s.spawn(move || part.iter().filter_map(f).collect::<Vec<_>>())).collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_else(|_| vec!["a file operation panicked".into()]))
-            .collect()
-    })
-}
-
 /// Parses a `connect` address: `usbdir:PATH`, or `usbdir-sync:NONCE:PATH`
 /// for a sync request whose progress goes to the folder's status file. The
 /// daemon's peer-URL form of the latter, `usbdir-sync://NONCE:PATH/<me>`
@@ -218,6 +201,7 @@ impl Cla for UsbDir {
                 queue: Mutex::new(Queue::default()),
                 wake: Condvar::new(),
                 next_part: AtomicU64::new(1),
+                syncfs_reports_errors: durable::syncfs_reports_errors(),
             }),
             worker: Mutex::new(None),
         })
@@ -324,12 +308,23 @@ struct Worker {
     tokens: HashMap<u64, Handed>,
     next_token: u64,
     next_peer: u64,
+    /// The filesystem of the taken-bundle record: the node's own disk.
+    state_device: Option<u64>,
 }
 
 impl Worker {
     fn new(shared: Arc<Shared>, taken: Taken) -> Worker {
         let configured = Root::new(shared.settings.path.clone(), true);
-        Worker { shared, taken, roots: vec![configured], tokens: HashMap::new(), next_token: 1, next_peer: 1 }
+        let state_device = durable::device_of(taken.path());
+        Worker {
+            shared,
+            taken,
+            roots: vec![configured],
+            tokens: HashMap::new(),
+            next_token: 1,
+            next_peer: 1,
+            state_device,
+        }
     }
 
     fn host(&self) -> &Host {
@@ -429,13 +424,10 @@ impl Worker {
     }
 
     fn flush_root(&mut self, root: &Path, batch: Vec<Write>) -> Vec<(Write, bool)> {
-        // Every file synced on its own, many at once: the filesystem merges
-        // concurrent syncs into few journal commits, and nothing else dirty
-        // on it (another program's writes) is waited for, as syncfs would.
-        let failed = in_parallel(&batch, |w| {
-            File::open(&w.part).and_then(|f| f.sync_data()).err().map(|e| format!("{}: {e}", w.part.display()))
-        });
-        if let Some(e) = failed.first() {
+        let parts: Vec<PathBuf> = batch.iter().map(|w| w.part.clone()).collect();
+        let own_disk = self.state_device.is_none() || durable::device_of(root) == self.state_device;
+        let method = Method::for_batch(parts.len(), own_disk, self.shared.syncfs_reports_errors);
+        if let Err(e) = durable::sync_parts(&parts, method) {
             self.host().warn(&format!(
                 "syncing {} new bundle files failed ({e}); the node sends them again later",
                 batch.len()
@@ -467,10 +459,7 @@ impl Worker {
             }
         }
         let dirs: Vec<PathBuf> = dirs.into_iter().collect();
-        let failed = in_parallel(&dirs, |d| {
-            File::open(d).and_then(|f| f.sync_all()).err().map(|e| format!("{}: {e}", d.display()))
-        });
-        if let Some(e) = failed.first() {
+        if let Err(e) = durable::sync_folders(&dirs) {
             self.host().warn(&format!("syncing renamed bundle files failed ({e}); sent again later"));
             for (_, ok) in &mut out {
                 *ok = false;
@@ -879,6 +868,60 @@ fn list_mailbox(mailbox: &Path) -> std::io::Result<(Vec<Entry>, Vec<String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_core::bundle::CreationTimestamp;
+    use ferry_core::codec::BundleBuilder;
+
+    /// What a crash between the syncs and the renames leaves behind — and
+    /// what the same batch looks like once it ran to the end — as the
+    /// receiving node reads the folder, for both ways of syncing.
+    #[test]
+    fn a_batch_stopped_before_its_renames_leaves_part_files_that_are_never_read() {
+        for (method, n) in [(Method::Filesystem, durable::SYNCFS_MIN_FILES + 4), (Method::EachFile, 3)] {
+            let stick = tempfile::tempdir().unwrap();
+            let dir = stick.path().join("dtn-me/dtn-a");
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut written = vec![];
+            for seq in 0..n as u64 {
+                let bytes = BundleBuilder::new(
+                    "dtn://a/".parse().unwrap(),
+                    "dtn://me/in".parse().unwrap(),
+                    CreationTimestamp { time: 1_000, seq },
+                    60_000,
+                )
+                .build(b"payload");
+                let hash = name::content_hash(&bytes);
+                let part = dir.join(name::part_file(&hash, seq));
+                std::fs::write(&part, &bytes).unwrap();
+                written.push((part, dir.join(name::bundle_file(&hash)), hash));
+            }
+            let parts: Vec<PathBuf> = written.iter().map(|(p, _, _)| p.clone()).collect();
+            assert_eq!(Method::for_batch(parts.len(), true, true), method);
+            durable::sync_parts(&parts, method).unwrap();
+
+            // Stopped here: only part files, reported as unfinished, none read.
+            let mut inbox = Inbox::new();
+            let room = Room { files: 1000, bytes: 1 << 30 };
+            let (listing, errors) = list_mailbox(&stick.path().join("dtn-me")).unwrap();
+            assert!(errors.is_empty(), "{errors:?}");
+            let plan = inbox.plan(listing, 1 << 20, room);
+            assert!(plan.read.is_empty(), "{method:?}: a part file was read");
+            assert_eq!(plan.report.len(), n);
+            assert!(plan.report.iter().all(|(_, why)| *why == Unusable::Unfinished));
+
+            // Run to the end: renamed, folders synced, every file verifies.
+            for (part, dest, _) in &written {
+                std::fs::rename(part, dest).unwrap();
+            }
+            durable::sync_folders(&[dir.clone(), stick.path().join("dtn-me")]).unwrap();
+            let (listing, _) = list_mailbox(&stick.path().join("dtn-me")).unwrap();
+            let plan = inbox.plan(listing, 1 << 20, room);
+            assert_eq!(plan.read.len(), n, "{method:?}");
+            for e in &plan.read {
+                let FileKind::Bundle { hash } = name::classify(&e.name) else { panic!("{}", e.name) };
+                verify(&hash, &std::fs::read(&e.path).unwrap(), 0).unwrap();
+            }
+        }
+    }
 
     #[test]
     fn connect_addresses() {
