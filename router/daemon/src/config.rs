@@ -32,6 +32,16 @@
 //! listen = ["0.0.0.0:4556"]
 //! peers = ["tcpcl://10.0.0.2:4556"]
 //!
+//! [security]                       # BPSec policy: see crate::security
+//! sign_originated = true           # Ed25519 BIB on every bundle this node creates
+//! require_signature = ["secure"]   # endpoints (services, EIDs, "*") that take only
+//!                                  # bundles signed by their source with a trusted key
+//! encrypt_for = ["dtn://c/"]       # payloads for these nodes are encrypted (BCB-AES-GCM)
+//!
+//! [[trust]]                        # a peer's key (`ferry id` on that node prints it)
+//! node = "dtn://a/"
+//! key = "base64 of the 32-byte Ed25519 public key"
+//!
 //! [[app]]                          # WebAssembly apps: see crate::apps::spec
 //! name = "email"
 //! component = "email.wasm"
@@ -94,6 +104,32 @@ pub struct FileConfig {
     /// WebAssembly apps to run (see `crate::apps::spec`).
     #[serde(default)]
     pub app: Vec<crate::apps::spec::AppConfig>,
+    /// BPSec policy (`[security]`).
+    #[serde(default)]
+    pub security: SecurityConfig,
+    /// Trusted peers' keys (`[[trust]]`).
+    #[serde(default)]
+    pub trust: Vec<TrustConfig>,
+}
+
+/// `[security]`: see `crate::security`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    #[serde(default)]
+    pub sign_originated: bool,
+    #[serde(default)]
+    pub require_signature: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub encrypt_for: Vec<Spanned<String>>,
+}
+
+/// One `[[trust]]`: a node and its Ed25519 public key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    pub node: Spanned<String>,
+    pub key: Spanned<String>,
 }
 
 /// One `[[cla]]`: a plugin library and its own settings table.
@@ -173,6 +209,8 @@ pub struct Settings {
     pub clas: Vec<crate::plugins::ClaSpec>,
     /// WebAssembly apps to run, in order.
     pub apps: Vec<crate::apps::spec::AppSpec>,
+    /// BPSec policy and configured trust.
+    pub security: crate::security::Policy,
     /// Things worth logging once logging is set up (e.g. ignored settings).
     pub warnings: Vec<String>,
 }
@@ -487,8 +525,8 @@ impl Settings {
             return Err(ConfigError::RemoteApi { addr: api });
         }
 
-        let mut clas = vec![];
         let base = src.path.parent().unwrap_or(Path::new("."));
+        let mut clas = vec![];
         for c in &cfg.cla {
             let path = c.path.get_ref();
             if path.as_os_str().is_empty() {
@@ -517,6 +555,26 @@ impl Settings {
         };
         let apps = crate::apps::spec::build(&cfg.app, base, &app_error)?;
 
+        let mut security =
+            crate::security::Policy { sign_originated: cfg.security.sign_originated, ..Default::default() };
+        for r in &cfg.security.require_signature {
+            let rule = crate::security::EndpointRule::parse(r.get_ref())
+                .map_err(|m| src.value_error(r, "require_signature", m))?;
+            security.require_signature.push(rule);
+        }
+        for n in &cfg.security.encrypt_for {
+            security.encrypt_for.push(parse_node_id(n.get_ref()).map_err(|m| src.value_error(n, "encrypt_for", m))?);
+        }
+        for t in &cfg.trust {
+            let node = parse_node_id(t.node.get_ref()).map_err(|m| src.value_error(&t.node, "node", m))?;
+            let key = crate::security::parse_public_key(t.key.get_ref())
+                .map_err(|e| src.value_error(&t.key, "key", e.to_string()))?;
+            if security.trust.iter().any(|(n, _)| n == &node) {
+                return Err(src.value_error(&t.node, "node", format!("{node} is trusted twice")));
+            }
+            security.trust.push((node, key));
+        }
+
         Ok(Settings {
             node_id,
             data_dir,
@@ -529,6 +587,7 @@ impl Settings {
             allow_remote,
             clas,
             apps,
+            security,
             warnings,
         })
     }
@@ -637,6 +696,26 @@ mod tests {
         let e = settings("[api]\nlisten = \"0.0.0.0:3000\"\n").unwrap_err().to_string();
         assert!(e.contains("allow_remote"), "{e}");
         assert!(settings("[api]\nlisten = \"0.0.0.0:3000\"\nallow_remote = true\n").is_ok());
+    }
+
+    #[test]
+    fn security_policy_and_trust() {
+        let key = crate::security::encode_public_key(&crate::security::Identity::from_seed(&[1; 32]).public_key());
+        let s = settings(&format!(
+            "[security]\nsign_originated = true\nrequire_signature = [\"secure\", \"dtn://x/y\", \"*\"]\n\
+             encrypt_for = [\"dtn://c/\"]\n[[trust]]\nnode = \"dtn://a/\"\nkey = \"{key}\"\n"
+        ))
+        .unwrap();
+        assert!(s.security.sign_originated);
+        assert_eq!(s.security.require_signature.len(), 3);
+        assert_eq!(s.security.encrypt_for, vec![Eid::dtn_node("c").unwrap()]);
+        assert_eq!(s.security.trust.len(), 1);
+        let e = settings("[[trust]]\nnode = \"dtn://a/\"\nkey = \"AAAA\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("ferry.toml:3: `key`") && e.contains("not an Ed25519 public key"), "{e}");
+        let e = settings("[security]\nencrypt_for = [\"dtn://c/in\"]\n").unwrap_err().to_string();
+        assert!(e.starts_with("ferry.toml:2: `encrypt_for`"), "{e}");
+        let e = settings("[security]\nsign_everything = true\n").unwrap_err().to_string();
+        assert!(e.contains("sign_everything"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`bench_usb`]: two ferryd through a folder, next to NNCP;
 //! - [`apps`], [`mail`], [`git`]: the WebAssembly apps, and submission to
 //!   the email and gitsync apps;
+//! - [`security`]: `ferry id` and `ferry trust` (the node's key, trusted peers);
 //! - [`fmt`]: small text helpers shared by the commands (hex, durations, tables).
 //!
 //! Exit codes: 0 success; 1 failure (an error message on stderr), and for
@@ -31,6 +32,7 @@ pub mod fmt;
 pub mod git;
 pub mod mail;
 pub mod recv;
+pub mod security;
 pub mod send;
 pub mod status;
 pub mod usb;
@@ -91,6 +93,13 @@ pub enum Command {
     Git {
         #[command(subcommand)]
         command: git::GitCommand,
+    },
+    /// Show this node's ID and Ed25519 public key (for peers' `ferry trust add`).
+    Id,
+    /// The peers' keys this node trusts (signatures, encryption).
+    Trust {
+        #[command(subcommand)]
+        command: security::TrustCommand,
     },
     /// Measure ferryd's performance.
     Bench {
@@ -159,5 +168,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench { command: BenchCommand::Usb(args) } => bench_usb::run(&args),
         Command::Usb { command } => usb::run(&client::Api::new(&cli.api)?, &command, json),
         Command::Bench { command: BenchCommand::Apps(args) } => bench_apps::run(&args),
+        Command::Id => security::id(&client::Api::new(&cli.api)?, json),
+        Command::Trust { command } => security::trust(&client::Api::new(&cli.api)?, &command, json),
     }
 }
