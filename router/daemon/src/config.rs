@@ -12,7 +12,9 @@
 //!
 //! [api]
 //! listen = "127.0.0.1:3000"
-//! allow_remote = false             # listening elsewhere than loopback needs this
+//! allow_remote = false             # listening elsewhere than loopback needs this,
+//!                                  # and then a bearer token (crate::auth)
+//! token_file = "api-token"         # default off loopback: <data_dir>/api-token, generated
 //!
 //! [[routes]]
 //! pattern = "dtn://far/*"
@@ -150,6 +152,8 @@ pub struct ApiConfig {
     pub listen: Option<Spanned<String>>,
     #[serde(default)]
     pub allow_remote: bool,
+    /// The bearer token's file (relative to the config file).
+    pub token_file: Option<Spanned<PathBuf>>,
 }
 
 /// One `[[routes]]` entry.
@@ -205,6 +209,8 @@ pub struct Settings {
     /// Where the API listens (resolved).
     pub api: SocketAddr,
     pub allow_remote: bool,
+    /// The API's bearer token, if it needs one.
+    pub api_token: crate::auth::TokenSource,
     /// Convergence-layer plugins to load, in order.
     pub clas: Vec<crate::plugins::ClaSpec>,
     /// WebAssembly apps to run, in order.
@@ -237,7 +243,8 @@ pub enum ConfigError {
     /// The API would listen on a non-loopback address without `api.allow_remote = true`.
     #[error(
         "refusing to serve the API on {addr}, which is not a loopback address: anyone who can reach it could \
-         send, read and delete bundles. Set `allow_remote = true` under [api] in the config to do it anyway"
+         send, read and delete bundles. Set `allow_remote = true` under [api] in the config to do it anyway \
+         (every request then needs the API's bearer token: see `token_file`)"
     )]
     RemoteApi { addr: SocketAddr },
 }
@@ -526,6 +533,16 @@ impl Settings {
         }
 
         let base = src.path.parent().unwrap_or(Path::new("."));
+        let api_token = match &cfg.api.token_file {
+            Some(f) if f.get_ref().as_os_str().is_empty() => {
+                return Err(src.value_error(f, "token_file", "names no file"));
+            }
+            Some(f) => crate::auth::TokenSource::File(base.join(f.get_ref())),
+            // Off loopback the API always needs a token.
+            None if !api.ip().is_loopback() => crate::auth::TokenSource::Generated,
+            None => crate::auth::TokenSource::None,
+        };
+
         let mut clas = vec![];
         for c in &cfg.cla {
             let path = c.path.get_ref();
@@ -585,6 +602,7 @@ impl Settings {
             log: cfg.log.clone(),
             api,
             allow_remote,
+            api_token,
             clas,
             apps,
             security,
@@ -695,7 +713,11 @@ mod tests {
         assert!(e.contains("`hop_limit`"), "{e}");
         let e = settings("[api]\nlisten = \"0.0.0.0:3000\"\n").unwrap_err().to_string();
         assert!(e.contains("allow_remote"), "{e}");
-        assert!(settings("[api]\nlisten = \"0.0.0.0:3000\"\nallow_remote = true\n").is_ok());
+        let remote = settings("[api]\nlisten = \"0.0.0.0:3000\"\nallow_remote = true\n").unwrap();
+        assert_eq!(remote.api_token, crate::auth::TokenSource::Generated, "off loopback a token is always needed");
+        assert_eq!(settings("").unwrap().api_token, crate::auth::TokenSource::None);
+        let own = settings("[api]\ntoken_file = \"t\"\n").unwrap();
+        assert_eq!(own.api_token, crate::auth::TokenSource::File(PathBuf::from("t")));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //!   awaited without parking a thread (concurrent writes share the store's
 //!   syncs), delivery queues, the timer, recovery at start-up.
 //! - [`api`]: the HTTP API (dtn7-rs compatible routes plus `/ferry/*`).
+//! - [`auth`]: the API's bearer token (required off loopback).
 //! - [`ws`]: the `/ws` websocket application agent (dtn7-rs's protocol).
 //! - [`apps`]: the WebAssembly app host (wasmtime; `[[app]]`, `/ferry/apps`).
 //! - [`security`]: the node's Ed25519 identity, trusted keys and BPSec policy
@@ -22,7 +23,9 @@
 //!
 //! # HTTP API
 //!
-//! All routes listen on loopback unless `api.allow_remote = true`. Texts are
+//! All routes listen on loopback unless `api.allow_remote = true`; off
+//! loopback, or with `api.token_file`, every request needs
+//! `Authorization: Bearer <token>` (401 otherwise, see [`auth`]). Texts are
 //! `text/plain`, JSON is pretty-printed `application/json`, bundles are
 //! `application/octet-stream`. `<svc>` is a service name on this node
 //! (`incoming`; a number on an ipn node) or a full EID; raw queries may be
@@ -60,6 +63,7 @@
 
 pub mod api;
 pub mod apps;
+pub mod auth;
 pub mod cla;
 pub mod clock;
 pub mod config;

@@ -51,6 +51,8 @@ pub enum ServerError {
     Apps(#[from] crate::apps::AppError),
     #[error(transparent)]
     Security(#[from] crate::security::SecurityError),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 /// Opens the RocksDB store in `<data_dir>/store`.
@@ -97,6 +99,7 @@ pub async fn run(settings: Settings, stop: impl Future<Output = ()> + Send + 'st
     let store = open_store(&settings.data_dir).await?;
     let durable: Arc<dyn DurableStore> = store;
     let node_id = settle_node_id(Arc::clone(&durable), settings.node_id.clone()).await?;
+    let token = crate::auth::Token::load(&settings.api_token, &settings.data_dir)?;
 
     let mut node_cfg = NodeConfig::new(node_id.clone(), settings.router.build(&node_id));
     node_cfg.default_hop_limit = Some(settings.hop_limit);
@@ -146,6 +149,10 @@ pub async fn run(settings: Settings, stop: impl Future<Output = ()> + Send + 'st
     let app = api::router(AppState { daemon: Arc::clone(&daemon), shutdown: controller.handle() })
         .merge(crate::apps::api::router(Arc::clone(&apps)))
         .merge(crate::security::api::router(Arc::clone(&security)));
+    let app = match token {
+        Some(token) => crate::auth::require(app, token),
+        None => app,
+    };
     let mut server_stop = controller.handle();
     use axum::serve::ListenerExt;
     let listener = listener.tap_io(|tcp| {

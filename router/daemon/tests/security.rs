@@ -1,7 +1,7 @@
 //! Security end to end, with real ferryd processes over the TCP plugin on
 //! loopback: signed bundles A → B → C where B holds no keys; altered, forged,
 //! unsigned and untrusted bundles refused at C; a payload encrypted for C
-//! that B stores and forwards as ciphertext; key file checks.
+//! that B stores and forwards as ciphertext; the API token; key file checks.
 //!
 //! The TCP plugin must be built next to ferryd (`cargo build --workspace`).
 
@@ -192,6 +192,48 @@ fn a_payload_encrypted_for_c_is_ciphertext_at_b_and_plaintext_at_c() {
     );
     c.get_ok("/register?inbox");
     assert_eq!(c.receive("inbox", WAIT), secret, "c decrypts and verifies");
+}
+
+#[test]
+fn without_the_token_a_request_gets_401_and_does_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "s3cret-token-0123456789";
+    let token_file = dir.path().join("api.token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let n = node(dir.path(), "n", &format!("[api]\ntoken_file = \"{}\"\n", token_file.display()));
+    let http = reqwest::blocking::Client::new();
+    let r = http.post(n.url("/send?dst=dtn://x/in")).body("should not be stored").send().unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(r.headers().get("www-authenticate").map(|v| v.to_str().unwrap()), Some("Bearer"));
+    let r = http.post(n.url("/send?dst=dtn://x/in")).bearer_auth("wrong-token-0123456789").body("no").send().unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(n.get("/status/nodeid").status, 401, "every route, reads too");
+    let list = |t: &str| http.get(n.url("/status/bundles")).bearer_auth(t).send().unwrap().text().unwrap();
+    assert_eq!(list(token).trim(), "[]", "nothing was stored");
+    let r = http.post(n.url("/send?dst=dtn://x/in")).bearer_auth(token).body("stored").send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(list(token).contains("dtn://n/"));
+
+    // The CLI sends the token it is given, and says what to do without it.
+    let ferry = |env: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+        cmd.args(["--api", &n.url(""), "id"]).env_remove("FERRY_TOKEN").env_remove("FERRY_TOKEN_FILE");
+        cmd.env("FERRY_DATA_DIR", dir.path().join("nowhere"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let out = ferry(&[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FERRY_TOKEN"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ferry(&[("FERRY_TOKEN", token)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ferry trust add dtn://n/ "));
+    let out = ferry(&[("FERRY_TOKEN_FILE", token_file.to_str().unwrap())]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!n.log_text().contains(token), "the token is never logged");
 }
 
 #[test]
