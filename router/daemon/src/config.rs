@@ -30,6 +30,7 @@
 //!
 //! [[cla]]                          # default: the TCP plugin next to ferryd, listen = ["0.0.0.0:4556"]
 //! path = "libferry_cla_tcp.so"     # relative to this file
+//! sha256 = "..."                   # optional pin: a library with another digest is not loaded
 //! [cla.settings]                   # the plugin's own settings
 //! listen = ["0.0.0.0:4556"]
 //! peers = ["tcpcl://10.0.0.2:4556"]
@@ -143,6 +144,8 @@ pub struct ClaConfig {
     /// Handed to the plugin as TOML text; the plugin checks it.
     #[serde(default)]
     pub settings: toml::Table,
+    /// The library's SHA-256 (64 hex digits): any other file is not loaded.
+    pub sha256: Option<Spanned<String>>,
 }
 
 /// `[api]`.
@@ -551,11 +554,19 @@ impl Settings {
             }
             let settings = toml::to_string(&c.settings)
                 .map_err(|e| src.value_error(&c.path, "settings", format!("cannot be handed to the plugin: {e}")))?;
-            clas.push(crate::plugins::ClaSpec { path: base.join(path), settings });
+            let sha256 = match &c.sha256 {
+                Some(d) => Some(
+                    crate::security::pin::Sha256Pin::parse(d.get_ref()).map_err(|m| src.value_error(d, "sha256", m))?,
+                ),
+                None => None,
+            };
+            clas.push(crate::plugins::ClaSpec { path: base.join(path), settings, sha256 });
         }
         if clas.is_empty() && cfg.default_cla.unwrap_or(true) && !flags.no_default_cla {
             match crate::plugins::default_tcp_plugin() {
-                Some(path) => clas.push(crate::plugins::ClaSpec { path, settings: DEFAULT_TCP_SETTINGS.to_owned() }),
+                Some(path) => {
+                    clas.push(crate::plugins::ClaSpec { path, settings: DEFAULT_TCP_SETTINGS.to_owned(), sha256: None })
+                }
                 None => warnings.push(
                     "no [[cla]] configured and no libferry_cla_tcp.so next to ferryd: this node has no convergence \
                      layer and reaches no peer"

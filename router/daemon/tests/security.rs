@@ -1,7 +1,8 @@
 //! Security end to end, with real ferryd processes over the TCP plugin on
 //! loopback: signed bundles A → B → C where B holds no keys; altered, forged,
 //! unsigned and untrusted bundles refused at C; a payload encrypted for C
-//! that B stores and forwards as ciphertext; the API token; key file checks.
+//! that B stores and forwards as ciphertext; the API token; key file checks;
+//! SHA-256 pinning of plugins.
 //!
 //! The TCP plugin must be built next to ferryd (`cargo build --workspace`).
 
@@ -17,6 +18,7 @@ use ferry_core::bpsec::{self, Integrity, NewBlock};
 use ferry_core::bundle::block_types;
 use ferry_core::codec;
 use ferry_daemon::security::{encode_public_key, KEY_FILE};
+use sha2::Digest;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -255,4 +257,28 @@ fn ferryd_refuses_an_exposed_or_corrupt_node_key() {
     assert!(!status.success());
     assert!(err.contains("corrupt"), "{err}");
     let _ = key;
+}
+
+#[test]
+fn a_plugin_whose_sha256_differs_is_not_loaded_and_the_right_one_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest: String =
+        sha2::Sha256::digest(std::fs::read(tcp_plugin()).unwrap()).iter().map(|b| format!("{b:02x}")).collect();
+    let (p1, p2) = (free_port(), free_port());
+    let wrong = "0".repeat(64);
+    let pinned = |port: u16, sha: &str| {
+        format!(
+            "[[cla]]\npath = \"{}\"\nsha256 = \"{sha}\"\n[cla.settings]\nlisten = [\"127.0.0.1:{port}\"]\n",
+            tcp_plugin().display()
+        )
+    };
+    let clas = format!("{}{}", pinned(p1, &wrong), pinned(p2, &digest));
+    let n = node(dir.path(), "n", &clas);
+    let log = n.log_text();
+    assert!(log.contains(&format!("not the pinned {wrong}")), "{log}");
+    assert!(log.contains(&digest), "the error names the file's digest: {log}");
+    assert_eq!(log.matches("convergence-layer plugin loaded").count(), 1, "the pinned one loads: {log}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", p2)).is_ok(), "and listens");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", p1)).is_err(), "the mismatched one does not");
+    assert_eq!(n.get("/status/nodeid").status, 200, "the node runs on");
 }

@@ -39,6 +39,7 @@
 //! stolen node key opens the bundles sent to or from that node.
 
 pub mod api;
+pub mod pin;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
