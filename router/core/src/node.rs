@@ -31,8 +31,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use crate::admin::{self, ReasonCode, StatusReport};
-use crate::bpsec::BpsecError;
-use crate::bundle::{block_flags, bundle_flags, Bundle, BundleId, BundleMeta, CreationTimestamp, DtnTime, HopCount};
+use crate::bpsec::{self, BpsecError};
+use crate::bundle::{
+    block_flags, block_types, bundle_flags, Bundle, BundleId, BundleMeta, CreationTimestamp, DtnTime, HopCount,
+};
 use crate::codec::{self, BundleBuilder, DecodeError, ForwardEdit};
 use crate::eid::Eid;
 use crate::router::{PeerId, PeerInfo, Router, RoutingInfoError};
@@ -846,11 +848,18 @@ impl Node {
             }
             _ => (bundle, bytes, meta),
         };
-        // §5.6 step 3 / §4.2.4: blocks this node cannot process.
+        // §5.6 step 3 / §4.2.4: blocks this node cannot process. A BIB or BCB
+        // in a security context this node knows is processable here, keys or
+        // not (RFC 9172 §5: it is forwarded untouched); only an unknown
+        // context — or a block too malformed to tell — leaves it to the flags.
+        let processable = processable_security_blocks(&bytes, &bundle, &self.decode_options);
         let mut deferred = vec![];
         let mut discard = vec![];
         let mut report_unsupported = false;
         for n in &bundle.unsupported_blocks {
+            if processable.contains(n) {
+                continue;
+            }
             let Some(block) = bundle.block(*n) else { continue };
             if block.flags & block_flags::REPORT_IF_UNPROCESSABLE != 0 {
                 report_unsupported = true;
@@ -1102,6 +1111,30 @@ impl Node {
         let Ok((bytes, bundle)) = self.secure_originated(bytes, bundle) else { return };
         self.stats.reports_sent += 1;
         let _ = self.accept(now, bundle, bytes, None);
+    }
+}
+
+/// The security blocks of `bundle` whose context this node knows (RFC 9172
+/// §5 processing as a forwarder, with no keys: see [`bpsec::process`]).
+/// None when a security block is malformed: then every one of them is left
+/// to its block processing control flags.
+fn processable_security_blocks(bytes: &[u8], bundle: &Bundle, options: &codec::DecodeOptions) -> Vec<u64> {
+    let security: Vec<u64> = bundle
+        .unsupported_blocks
+        .iter()
+        .copied()
+        .filter(|n| bundle.block(*n).is_some_and(|b| matches!(b.block_type, block_types::BIB | block_types::BCB)))
+        .collect();
+    if security.is_empty() {
+        return security;
+    }
+    match bpsec::process(bytes, bundle, bpsec::Role::Forwarder, &bpsec::Keys::new(), options) {
+        Ok(p) => {
+            let unknown: Vec<u64> =
+                p.outcomes.iter().filter(|o| o.status == bpsec::Status::UnknownContext).map(|o| o.block).collect();
+            security.into_iter().filter(|n| !unknown.contains(n)).collect()
+        }
+        Err(_) => vec![],
     }
 }
 

@@ -156,3 +156,41 @@ fn flip_payload_byte(bytes: &[u8]) -> Vec<u8> {
     assert!(codec::decode(&out).is_ok(), "still a valid bundle");
     out
 }
+
+/// A bundle for `dtn://far/in` carrying a BIB in context `context_id` whose
+/// block flags say "delete the bundle if this block cannot be processed".
+fn with_bib(context_id: i64, seq: u64) -> Vec<u8> {
+    let asb = bpsec::Asb {
+        targets: vec![1],
+        context_id,
+        flags: 0,
+        source: eid("dtn://a/"),
+        parameters: vec![bpsec::SecurityItem::uint(1, 7)],
+        results: vec![vec![bpsec::SecurityItem::bytes(1, &[0; 64])]],
+    };
+    BundleBuilder::new(eid("dtn://a/"), eid("dtn://far/in"), CreationTimestamp { time: T0, seq }, 60_000)
+        .extension_block(
+            block_types::BIB,
+            ferry_core::bundle::block_flags::DELETE_BUNDLE_IF_UNPROCESSABLE,
+            asb.to_bytes(),
+        )
+        .build(b"payload")
+}
+
+#[test]
+fn a_forwarder_without_keys_keeps_known_security_blocks_whatever_their_flags() {
+    // No policy at all, as on a relay: a BIB in a known context (Ed25519,
+    // HMAC) is processable even without a key, and goes on untouched.
+    let mut b = Node::new(NodeConfig::new(eid("dtn://b/"), Box::new(Epidemic)));
+    for (seq, ctx) in [(1, bpsec::ED25519_CONTEXT_ID), (2, bpsec::BIB_HMAC_SHA2)] {
+        let bytes = with_bib(ctx, seq);
+        b.handle_received(T0, bytes.clone(), None).expect("kept");
+        let stored = persists(&mut b).pop().expect("stored");
+        assert_eq!(stored, bytes, "byte for byte");
+    }
+    // An unknown context cannot be processed: its flags delete the bundle.
+    match b.handle_received(T0, with_bib(-7, 3), None) {
+        Err(Rejected::UnsupportedBlock(_)) => {}
+        other => panic!("unknown context kept: {other:?}"),
+    }
+}
