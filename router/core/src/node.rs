@@ -235,7 +235,7 @@ pub enum Rejected {
     UnsupportedBlock(BundleId),
     /// The security policy refused it (RFC 9172 §5.1.2).
     #[error("bundle {id} refused by the security policy: {refusal}")]
-    Security { id: BundleId, refusal: Refusal },
+    Security { id: BundleId, refusal: Box<Refusal> },
 }
 
 /// Why the node would not create a bundle.
@@ -842,7 +842,7 @@ impl Node {
                     Err(refusal) => {
                         self.stats.deleted += 1;
                         self.report_on(now, &meta, Kind::Deleted, refusal.reason());
-                        return Err(Rejected::Security { id, refusal });
+                        return Err(Rejected::Security { id, refusal: Box::new(refusal) });
                     }
                 }
             }
