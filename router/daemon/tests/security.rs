@@ -282,3 +282,49 @@ fn a_plugin_whose_sha256_differs_is_not_loaded_and_the_right_one_is() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", p1)).is_err(), "the mismatched one does not");
     assert_eq!(n.get("/status/nodeid").status, 200, "the node runs on");
 }
+
+#[test]
+fn ferry_id_and_ferry_trust_manage_the_keys_of_a_running_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let configured = encode_public_key(&SigningKey::from_bytes(&[5; 32]).verifying_key());
+    let n = node(dir.path(), "n", &format!("[[trust]]\nnode = \"dtn://cfg/\"\nkey = \"{configured}\"\n"));
+    let ferry = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["--api", &n.url("")])
+            .args(args)
+            .env_remove("FERRY_TOKEN")
+            .env_remove("FERRY_TOKEN_FILE")
+            .env("FERRY_DATA_DIR", dir.path().join("nowhere"))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, id, _) = ferry(&["id"]);
+    assert!(ok && id.contains("dtn://n/") && id.contains(&public_key_of(&n)), "{id}");
+    // A key with '+' and '/' in its base64 travels intact.
+    let peer = (0u8..=255)
+        .map(|s| encode_public_key(&SigningKey::from_bytes(&[s; 32]).verifying_key()))
+        .find(|k| k.contains('+') && k.contains('/'))
+        .expect("some key has both");
+    let (ok, out, err) = ferry(&["trust", "add", "dtn://peer/", &peer]);
+    assert!(ok && out.contains("Trusting dtn://peer/"), "{out}{err}");
+    let (_, list, _) = ferry(&["trust", "list"]);
+    assert!(list.contains(&format!("dtn://peer/")) && list.contains(&peer) && list.contains("(added)"), "{list}");
+    assert!(list.contains("dtn://cfg/") && list.contains("(config)") && list.contains("(self)"), "{list}");
+    let kept = std::fs::read_to_string(dir.path().join("n").join("trust.toml")).unwrap();
+    assert!(kept.contains(&peer), "kept in the data folder: {kept}");
+
+    let (ok, _, err) = ferry(&["trust", "add", "dtn://peer/", "not-a-key"]);
+    assert!(!ok && err.contains("not an Ed25519 public key"), "{err}");
+    let (ok, _, err) = ferry(&["trust", "remove", "dtn://cfg/"]);
+    assert!(!ok && err.contains("config file"), "{err}");
+    let (ok, out, _) = ferry(&["trust", "remove", "dtn://peer/"]);
+    assert!(ok && out.contains("No longer trusting"), "{out}");
+    let (ok, _, _) = ferry(&["trust", "remove", "dtn://peer/"]);
+    assert!(!ok, "nothing left to remove");
+    assert!(!ferry(&["trust", "list"]).1.contains(&peer));
+}
