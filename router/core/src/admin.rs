@@ -8,10 +8,10 @@ use crate::codec::{decode_eid, encode_eid, EidDecodeError};
 /// Administrative record type of a bundle status report (§6.1).
 pub const RECORD_TYPE_STATUS_REPORT: u64 = 1;
 
-/// Status report reason codes (RFC 9171 §6.1.1, Table 1).
+/// Status report reason codes (RFC 9171 §6.1.1, Table 1, and the BPSec codes
+/// 12–16 that RFC 9172 §11.2 adds).
 ///
-/// Codes this enum does not name (12–16 of RFC 9172 BPSec, 17–254 unassigned,
-/// 255 reserved) decode as [`ReasonCode::NoInformation`]: the enum stays a
+/// Codes this enum does not name (17–254 unassigned, 255 reserved) decode as [`ReasonCode::NoInformation`]: the enum stays a
 /// plain `repr(u8)` the node can match on, at the cost of that detail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -28,6 +28,17 @@ pub enum ReasonCode {
     HopLimitExceeded = 9,
     TrafficPared = 10,
     BlockUnsupported = 11,
+    /// RFC 9172 §11.2: a security operation the policy requires is absent
+    /// (an unsigned bundle for an endpoint that requires a signature).
+    MissingSecurityOperation = 12,
+    /// RFC 9172 §11.2: a security operation this node does not know.
+    UnknownSecurityOperation = 13,
+    /// RFC 9172 §11.2: a security operation the policy does not expect.
+    UnexpectedSecurityOperation = 14,
+    /// RFC 9172 §11.2: a security operation failed (forged or altered).
+    FailedSecurityOperation = 15,
+    /// RFC 9172 §11.2: security operations that contradict each other.
+    ConflictingSecurityOperation = 16,
 }
 
 impl ReasonCode {
@@ -51,6 +62,11 @@ impl ReasonCode {
             9 => HopLimitExceeded,
             10 => TrafficPared,
             11 => BlockUnsupported,
+            12 => MissingSecurityOperation,
+            13 => UnknownSecurityOperation,
+            14 => UnexpectedSecurityOperation,
+            15 => FailedSecurityOperation,
+            16 => ConflictingSecurityOperation,
             _ => return None,
         })
     }
@@ -307,10 +323,10 @@ mod tests {
 
     #[test]
     fn reason_codes_round_trip() {
-        for c in 0..=11 {
+        for c in 0..=16 {
             assert_eq!(ReasonCode::from_code(c).unwrap().code(), c);
         }
-        assert_eq!(ReasonCode::from_code(12), None);
+        assert_eq!(ReasonCode::from_code(17), None);
     }
 
     #[test]
@@ -320,9 +336,9 @@ mod tests {
             decode_admin_record(&[0x82, 0x07, 0xa1, 0x61, b'a', 0x01]).unwrap(),
             AdminRecord::Unknown { record_type: 7 }
         );
-        // Five status items (the fifth skipped), reason 15 (BPSec), indefinite arrays.
+        // Five status items (the fifth skipped), reason 17 (unassigned), indefinite arrays.
         let bytes = [
-            0x9f, 0x01, 0x9f, 0x9f, 0x81, 0xf4, 0x81, 0xf4, 0x81, 0xf4, 0x82, 0xf5, 0x07, 0x81, 0xf4, 0xff, 0x0f, 0x82,
+            0x9f, 0x01, 0x9f, 0x9f, 0x81, 0xf4, 0x81, 0xf4, 0x81, 0xf4, 0x82, 0xf5, 0x07, 0x81, 0xf4, 0xff, 0x11, 0x82,
             0x01, 0x00, 0x82, 0x00, 0x00, 0xff, 0xff,
         ];
         let AdminRecord::StatusReport(r) = decode_admin_record(&bytes).unwrap() else { panic!() };

@@ -31,7 +31,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use crate::admin::{self, ReasonCode, StatusReport};
-use crate::bundle::{block_flags, bundle_flags, Bundle, BundleId, BundleMeta, CreationTimestamp, DtnTime, HopCount};
+use crate::bpsec::{self, BpsecError};
+use crate::bundle::{
+    block_flags, block_types, bundle_flags, Bundle, BundleId, BundleMeta, CreationTimestamp, DtnTime, HopCount,
+};
 use crate::codec::{self, BundleBuilder, DecodeError, ForwardEdit};
 use crate::eid::Eid;
 use crate::router::{PeerId, PeerInfo, Router, RoutingInfoError};
@@ -52,6 +55,74 @@ pub struct NodeConfig {
     /// §4.3.1 forbids them, but dtn7-rs sends exactly these (INTEROP-NOTES), and
     /// accepting them loses nothing; `false` gives the strict verdict.
     pub accept_unprotected_primary: bool,
+    /// BPSec policy (RFC 9172 §5) applied to the bundles this node creates
+    /// and to those it receives for its own endpoints; `None`: security
+    /// blocks pass through unprocessed.
+    pub security: Option<Box<dyn SecurityPolicy>>,
+}
+
+/// A node's BPSec policy, handed in by the driver like the router: what to
+/// add to the bundles this node creates, and what to require of the bundles
+/// that arrive for it. The node calls it synchronously under its own state;
+/// keys, and any randomness (IVs, content keys), are the implementation's,
+/// so the node itself stays free of I/O.
+pub trait SecurityPolicy: Send {
+    /// A bundle this node built (an application's send, a status report,
+    /// routing information): returns the bytes to keep and send instead
+    /// (signed, encrypted), or `None` to keep them as they are.
+    fn originate(&mut self, bytes: &[u8], bundle: &Bundle) -> Result<Option<Vec<u8>>, OriginateError>;
+
+    /// A bundle (not a fragment: fragments are checked once reassembled) for
+    /// an endpoint of this node, before it is stored: returns the bytes to
+    /// store and deliver instead (decrypted), `None` for "as they are", or
+    /// why the bundle must be deleted.
+    fn accept_local(&mut self, bytes: &[u8], bundle: &Bundle) -> Result<Option<Vec<u8>>, Refusal>;
+}
+
+/// Why a [`SecurityPolicy`] could not secure a bundle this node built; the
+/// bundle is not created (nothing goes out unprotected by mistake).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OriginateError {
+    /// Signing or encrypting failed.
+    #[error(transparent)]
+    Bpsec(#[from] BpsecError),
+    /// The policy says to encrypt for this destination, and no key for it is known.
+    #[error("payloads for {0} must be encrypted, and no key for that node is trusted")]
+    NoKeyFor(Eid),
+}
+
+/// Why a [`SecurityPolicy`] refused a bundle for this node (RFC 9172 §5.1.2:
+/// the bundle is deleted, with a status report if it asked for one).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// A security operation failed (a forged or altered bundle, a wrong key)
+    /// or a security block is malformed.
+    #[error(transparent)]
+    Failed(#[from] BpsecError),
+    /// The endpoint requires a signature by the bundle's source verified with
+    /// a trusted key, and the bundle has none (`signer`: a signature by this
+    /// other or untrusted node was all there was).
+    #[error("{endpoint} requires a signature by {source_node} with a trusted key; {}", match .signer {
+        Some(s) => format!("the only signature is by {s}, whose key is not trusted or who is not the source"),
+        None => "the bundle is not signed".to_owned(),
+    })]
+    MissingSignature { endpoint: Eid, source_node: Eid, signer: Option<Eid> },
+    /// A security block this node cannot process asks for the bundle's deletion.
+    #[error("a security block that cannot be processed here asks for the bundle's deletion")]
+    Unprocessable,
+}
+
+impl Refusal {
+    /// The status report reason (RFC 9172 §11.2).
+    pub fn reason(&self) -> ReasonCode {
+        match self {
+            Refusal::Failed(e) => ReasonCode::from_code(e.reason_code()).unwrap_or(ReasonCode::FailedSecurityOperation),
+            Refusal::MissingSignature { .. } => ReasonCode::MissingSecurityOperation,
+            Refusal::Unprocessable => ReasonCode::BlockUnsupported,
+        }
+    }
 }
 
 impl NodeConfig {
@@ -62,6 +133,7 @@ impl NodeConfig {
             report_lifetime_ms: 24 * 3600 * 1000,
             default_hop_limit: Some(32),
             accept_unprotected_primary: true,
+            security: None,
         }
     }
 }
@@ -161,6 +233,9 @@ pub enum Rejected {
     /// A block it could not process asked for the bundle's deletion (reason 11).
     #[error("bundle {0} has an unsupported block flagged 'delete bundle'")]
     UnsupportedBlock(BundleId),
+    /// The security policy refused it (RFC 9172 §5.1.2).
+    #[error("bundle {id} refused by the security policy: {refusal}")]
+    Security { id: BundleId, refusal: Box<Refusal> },
 }
 
 /// Why the node would not create a bundle.
@@ -181,6 +256,9 @@ pub enum SendError {
     /// The node would not take the bundle it built (it was a duplicate or already expired).
     #[error("the node did not accept the new bundle")]
     NotAccepted,
+    /// The security policy could not sign or encrypt it.
+    #[error("cannot secure the bundle: {0}")]
+    Security(#[from] OriginateError),
 }
 
 /// A request to create a bundle (the API's `/send`).
@@ -276,6 +354,7 @@ pub struct Node {
     last_creation: (DtnTime, u64),
     actions: VecDeque<Action>,
     stats: NodeStats,
+    security: Option<Box<dyn SecurityPolicy>>,
 }
 
 impl Node {
@@ -297,6 +376,7 @@ impl Node {
             last_creation: (0, 0),
             actions: VecDeque::new(),
             stats: NodeStats::default(),
+            security: cfg.security,
         }
     }
 
@@ -442,6 +522,7 @@ impl Node {
         }
         let bytes = builder.build(payload);
         let bundle = codec::decode(&bytes).map_err(SendError::Encoding)?;
+        let (bytes, bundle) = self.secure_originated(bytes, bundle)?;
         let id = self.accept(now, bundle, bytes, None).map_err(|_| SendError::NotAccepted)?;
         self.stats.created += 1;
         Ok(id)
@@ -700,6 +781,18 @@ impl Node {
         CreationTimestamp { time: stamp.0, seq: stamp.1 }
     }
 
+    /// A bundle this node built, through the security policy's `originate`.
+    fn secure_originated(&mut self, bytes: Vec<u8>, bundle: Bundle) -> Result<(Vec<u8>, Bundle), SendError> {
+        let Some(policy) = self.security.as_mut() else { return Ok((bytes, bundle)) };
+        match policy.originate(&bytes, &bundle)? {
+            Some(secured) => {
+                let bundle = codec::decode(&secured).map_err(SendError::Encoding)?;
+                Ok((secured, bundle))
+            }
+            None => Ok((bytes, bundle)),
+        }
+    }
+
     fn accept(
         &mut self,
         now: DtnTime,
@@ -730,11 +823,44 @@ impl Node {
                 return Err(Rejected::HopLimitExceeded(id));
             }
         }
-        // §5.6 step 3 / §4.2.4: blocks this node cannot process.
+        // RFC 9172 §5.1: at the destination, security blocks are processed
+        // (decrypted, verified) before the bundle is stored; what the policy
+        // refuses is deleted (§5.1.2). Fragments wait for their reassembly.
+        let (bundle, bytes, meta) = match self.security.as_mut() {
+            Some(policy) if id.fragment.is_none() && meta.destination.is_on_node(&self.node_id) => {
+                match policy.accept_local(&bytes, &bundle) {
+                    Ok(None) => (bundle, bytes, meta),
+                    Ok(Some(plain)) => match codec::decode_with(&plain, &self.decode_options) {
+                        Ok(b) => {
+                            let meta = meta_of(now, &b, plain.len() as u64);
+                            (b, plain, meta)
+                        }
+                        Err(e) => {
+                            self.stats.invalid += 1;
+                            return Err(Rejected::Invalid(e));
+                        }
+                    },
+                    Err(refusal) => {
+                        self.stats.deleted += 1;
+                        self.report_on(now, &meta, Kind::Deleted, refusal.reason());
+                        return Err(Rejected::Security { id, refusal: Box::new(refusal) });
+                    }
+                }
+            }
+            _ => (bundle, bytes, meta),
+        };
+        // §5.6 step 3 / §4.2.4: blocks this node cannot process. A BIB or BCB
+        // in a security context this node knows is processable here, keys or
+        // not (RFC 9172 §5: it is forwarded untouched); only an unknown
+        // context — or a block too malformed to tell — leaves it to the flags.
+        let processable = processable_security_blocks(&bytes, &bundle, &self.decode_options);
         let mut deferred = vec![];
         let mut discard = vec![];
         let mut report_unsupported = false;
         for n in &bundle.unsupported_blocks {
+            if processable.contains(n) {
+                continue;
+            }
             let Some(block) = bundle.block(*n) else { continue };
             if block.flags & block_flags::REPORT_IF_UNPROCESSABLE != 0 {
                 report_unsupported = true;
@@ -960,6 +1086,8 @@ impl Node {
             .flags(bundle_flags::ADMIN_RECORD)
             .build(&payload);
         let Ok(bundle) = codec::decode(&bytes) else { return };
+        // A report the policy cannot secure is not sent (nothing leaves unprotected).
+        let Ok((bytes, bundle)) = self.secure_originated(bytes, bundle) else { return };
         self.stats.reports_sent += 1;
         let _ = self.accept(now, bundle, bytes, None);
     }
@@ -995,6 +1123,30 @@ fn wants_report(meta: &BundleMeta, kind: Kind) -> bool {
         && meta.flags & bundle_flags::ADMIN_RECORD == 0
         && !meta.id.source.is_null()
         && !meta.report_to.is_null()
+}
+
+/// The security blocks of `bundle` whose context this node knows (RFC 9172
+/// §5 processing as a forwarder, with no keys: see [`bpsec::process`]).
+/// None when a security block is malformed: then every one of them is left
+/// to its block processing control flags.
+fn processable_security_blocks(bytes: &[u8], bundle: &Bundle, options: &codec::DecodeOptions) -> Vec<u64> {
+    let security: Vec<u64> = bundle
+        .unsupported_blocks
+        .iter()
+        .copied()
+        .filter(|n| bundle.block(*n).is_some_and(|b| matches!(b.block_type, block_types::BIB | block_types::BCB)))
+        .collect();
+    if security.is_empty() {
+        return security;
+    }
+    match bpsec::process(bytes, bundle, bpsec::Role::Forwarder, &bpsec::Keys::new(), options) {
+        Ok(p) => {
+            let unknown: Vec<u64> =
+                p.outcomes.iter().filter(|o| o.status == bpsec::Status::UnknownContext).map(|o| o.block).collect();
+            security.into_iter().filter(|n| !unknown.contains(n)).collect()
+        }
+        Err(_) => vec![],
+    }
 }
 
 /// The metadata the node keeps for a decoded bundle received at `now`.

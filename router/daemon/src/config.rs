@@ -12,7 +12,9 @@
 //!
 //! [api]
 //! listen = "127.0.0.1:3000"
-//! allow_remote = false             # listening elsewhere than loopback needs this
+//! allow_remote = false             # listening elsewhere than loopback needs this,
+//!                                  # and then a bearer token (crate::auth)
+//! token_file = "api-token"         # default off loopback: <data_dir>/api-token, generated
 //!
 //! [[routes]]
 //! pattern = "dtn://far/*"
@@ -28,9 +30,20 @@
 //!
 //! [[cla]]                          # default: the TCP plugin next to ferryd, listen = ["0.0.0.0:4556"]
 //! path = "libferry_cla_tcp.so"     # relative to this file
+//! sha256 = "..."                   # optional pin: a library with another digest is not loaded
 //! [cla.settings]                   # the plugin's own settings
 //! listen = ["0.0.0.0:4556"]
 //! peers = ["tcpcl://10.0.0.2:4556"]
+//!
+//! [security]                       # BPSec policy: see crate::security
+//! sign_originated = true           # Ed25519 BIB on every bundle this node creates
+//! require_signature = ["secure"]   # endpoints (services, EIDs, "*") that take only
+//!                                  # bundles signed by their source with a trusted key
+//! encrypt_for = ["dtn://c/"]       # payloads for these nodes are encrypted (BCB-AES-GCM)
+//!
+//! [[trust]]                        # a peer's key (`ferry id` on that node prints it)
+//! node = "dtn://a/"
+//! key = "base64 of the 32-byte Ed25519 public key"
 //!
 //! [[app]]                          # WebAssembly apps: see crate::apps::spec
 //! name = "email"
@@ -94,6 +107,32 @@ pub struct FileConfig {
     /// WebAssembly apps to run (see `crate::apps::spec`).
     #[serde(default)]
     pub app: Vec<crate::apps::spec::AppConfig>,
+    /// BPSec policy (`[security]`).
+    #[serde(default)]
+    pub security: SecurityConfig,
+    /// Trusted peers' keys (`[[trust]]`).
+    #[serde(default)]
+    pub trust: Vec<TrustConfig>,
+}
+
+/// `[security]`: see `crate::security`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    #[serde(default)]
+    pub sign_originated: bool,
+    #[serde(default)]
+    pub require_signature: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub encrypt_for: Vec<Spanned<String>>,
+}
+
+/// One `[[trust]]`: a node and its Ed25519 public key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    pub node: Spanned<String>,
+    pub key: Spanned<String>,
 }
 
 /// One `[[cla]]`: a plugin library and its own settings table.
@@ -105,6 +144,8 @@ pub struct ClaConfig {
     /// Handed to the plugin as TOML text; the plugin checks it.
     #[serde(default)]
     pub settings: toml::Table,
+    /// The library's SHA-256 (64 hex digits): any other file is not loaded.
+    pub sha256: Option<Spanned<String>>,
 }
 
 /// `[api]`.
@@ -114,6 +155,8 @@ pub struct ApiConfig {
     pub listen: Option<Spanned<String>>,
     #[serde(default)]
     pub allow_remote: bool,
+    /// The bearer token's file (relative to the config file).
+    pub token_file: Option<Spanned<PathBuf>>,
 }
 
 /// One `[[routes]]` entry.
@@ -169,10 +212,14 @@ pub struct Settings {
     /// Where the API listens (resolved).
     pub api: SocketAddr,
     pub allow_remote: bool,
+    /// The API's bearer token, if it needs one.
+    pub api_token: crate::auth::TokenSource,
     /// Convergence-layer plugins to load, in order.
     pub clas: Vec<crate::plugins::ClaSpec>,
     /// WebAssembly apps to run, in order.
     pub apps: Vec<crate::apps::spec::AppSpec>,
+    /// BPSec policy and configured trust.
+    pub security: crate::security::Policy,
     /// Things worth logging once logging is set up (e.g. ignored settings).
     pub warnings: Vec<String>,
 }
@@ -199,7 +246,8 @@ pub enum ConfigError {
     /// The API would listen on a non-loopback address without `api.allow_remote = true`.
     #[error(
         "refusing to serve the API on {addr}, which is not a loopback address: anyone who can reach it could \
-         send, read and delete bundles. Set `allow_remote = true` under [api] in the config to do it anyway"
+         send, read and delete bundles. Set `allow_remote = true` under [api] in the config to do it anyway \
+         (every request then needs the API's bearer token: see `token_file`)"
     )]
     RemoteApi { addr: SocketAddr },
 }
@@ -487,8 +535,18 @@ impl Settings {
             return Err(ConfigError::RemoteApi { addr: api });
         }
 
-        let mut clas = vec![];
         let base = src.path.parent().unwrap_or(Path::new("."));
+        let api_token = match &cfg.api.token_file {
+            Some(f) if f.get_ref().as_os_str().is_empty() => {
+                return Err(src.value_error(f, "token_file", "names no file"));
+            }
+            Some(f) => crate::auth::TokenSource::File(base.join(f.get_ref())),
+            // Off loopback the API always needs a token.
+            None if !api.ip().is_loopback() => crate::auth::TokenSource::Generated,
+            None => crate::auth::TokenSource::None,
+        };
+
+        let mut clas = vec![];
         for c in &cfg.cla {
             let path = c.path.get_ref();
             if path.as_os_str().is_empty() {
@@ -496,11 +554,19 @@ impl Settings {
             }
             let settings = toml::to_string(&c.settings)
                 .map_err(|e| src.value_error(&c.path, "settings", format!("cannot be handed to the plugin: {e}")))?;
-            clas.push(crate::plugins::ClaSpec { path: base.join(path), settings });
+            let sha256 = match &c.sha256 {
+                Some(d) => Some(
+                    crate::security::pin::Sha256Pin::parse(d.get_ref()).map_err(|m| src.value_error(d, "sha256", m))?,
+                ),
+                None => None,
+            };
+            clas.push(crate::plugins::ClaSpec { path: base.join(path), settings, sha256 });
         }
         if clas.is_empty() && cfg.default_cla.unwrap_or(true) && !flags.no_default_cla {
             match crate::plugins::default_tcp_plugin() {
-                Some(path) => clas.push(crate::plugins::ClaSpec { path, settings: DEFAULT_TCP_SETTINGS.to_owned() }),
+                Some(path) => {
+                    clas.push(crate::plugins::ClaSpec { path, settings: DEFAULT_TCP_SETTINGS.to_owned(), sha256: None })
+                }
                 None => warnings.push(
                     "no [[cla]] configured and no libferry_cla_tcp.so next to ferryd: this node has no convergence \
                      layer and reaches no peer"
@@ -517,6 +583,26 @@ impl Settings {
         };
         let apps = crate::apps::spec::build(&cfg.app, base, &app_error)?;
 
+        let mut security =
+            crate::security::Policy { sign_originated: cfg.security.sign_originated, ..Default::default() };
+        for r in &cfg.security.require_signature {
+            let rule = crate::security::EndpointRule::parse(r.get_ref())
+                .map_err(|m| src.value_error(r, "require_signature", m))?;
+            security.require_signature.push(rule);
+        }
+        for n in &cfg.security.encrypt_for {
+            security.encrypt_for.push(parse_node_id(n.get_ref()).map_err(|m| src.value_error(n, "encrypt_for", m))?);
+        }
+        for t in &cfg.trust {
+            let node = parse_node_id(t.node.get_ref()).map_err(|m| src.value_error(&t.node, "node", m))?;
+            let key = crate::security::parse_public_key(t.key.get_ref())
+                .map_err(|e| src.value_error(&t.key, "key", e.to_string()))?;
+            if security.trust.iter().any(|(n, _)| n == &node) {
+                return Err(src.value_error(&t.node, "node", format!("{node} is trusted twice")));
+            }
+            security.trust.push((node, key));
+        }
+
         Ok(Settings {
             node_id,
             data_dir,
@@ -527,8 +613,10 @@ impl Settings {
             log: cfg.log.clone(),
             api,
             allow_remote,
+            api_token,
             clas,
             apps,
+            security,
             warnings,
         })
     }
@@ -636,7 +724,31 @@ mod tests {
         assert!(e.contains("`hop_limit`"), "{e}");
         let e = settings("[api]\nlisten = \"0.0.0.0:3000\"\n").unwrap_err().to_string();
         assert!(e.contains("allow_remote"), "{e}");
-        assert!(settings("[api]\nlisten = \"0.0.0.0:3000\"\nallow_remote = true\n").is_ok());
+        let remote = settings("[api]\nlisten = \"0.0.0.0:3000\"\nallow_remote = true\n").unwrap();
+        assert_eq!(remote.api_token, crate::auth::TokenSource::Generated, "off loopback a token is always needed");
+        assert_eq!(settings("").unwrap().api_token, crate::auth::TokenSource::None);
+        let own = settings("[api]\ntoken_file = \"t\"\n").unwrap();
+        assert_eq!(own.api_token, crate::auth::TokenSource::File(PathBuf::from("t")));
+    }
+
+    #[test]
+    fn security_policy_and_trust() {
+        let key = crate::security::encode_public_key(&crate::security::Identity::from_seed(&[1; 32]).public_key());
+        let s = settings(&format!(
+            "[security]\nsign_originated = true\nrequire_signature = [\"secure\", \"dtn://x/y\", \"*\"]\n\
+             encrypt_for = [\"dtn://c/\"]\n[[trust]]\nnode = \"dtn://a/\"\nkey = \"{key}\"\n"
+        ))
+        .unwrap();
+        assert!(s.security.sign_originated);
+        assert_eq!(s.security.require_signature.len(), 3);
+        assert_eq!(s.security.encrypt_for, vec![Eid::dtn_node("c").unwrap()]);
+        assert_eq!(s.security.trust.len(), 1);
+        let e = settings("[[trust]]\nnode = \"dtn://a/\"\nkey = \"AAAA\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("ferry.toml:3: `key`") && e.contains("not an Ed25519 public key"), "{e}");
+        let e = settings("[security]\nencrypt_for = [\"dtn://c/in\"]\n").unwrap_err().to_string();
+        assert!(e.starts_with("ferry.toml:2: `encrypt_for`"), "{e}");
+        let e = settings("[security]\nsign_everything = true\n").unwrap_err().to_string();
+        assert!(e.contains("sign_everything"), "{e}");
     }
 
     #[test]

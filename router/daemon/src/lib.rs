@@ -9,8 +9,11 @@
 //!   awaited without parking a thread (concurrent writes share the store's
 //!   syncs), delivery queues, the timer, recovery at start-up.
 //! - [`api`]: the HTTP API (dtn7-rs compatible routes plus `/ferry/*`).
+//! - [`auth`]: the API's bearer token (required off loopback).
 //! - [`ws`]: the `/ws` websocket application agent (dtn7-rs's protocol).
 //! - [`apps`]: the WebAssembly app host (wasmtime; `[[app]]`, `/ferry/apps`).
+//! - [`security`]: the node's Ed25519 identity, trusted keys and BPSec policy
+//!   (sign, require, encrypt), `/ferry/id` and `/ferry/trust`.
 //! - [`server`]: start-up and graceful shutdown of the whole daemon.
 //! - [`shutdown`]: the shutdown signal and completion tracking (mini-redis style).
 //! - [`cla`]: the convergence-layer seam (no CLAs yet; transmissions fail).
@@ -20,7 +23,9 @@
 //!
 //! # HTTP API
 //!
-//! All routes listen on loopback unless `api.allow_remote = true`. Texts are
+//! All routes listen on loopback unless `api.allow_remote = true`; off
+//! loopback, or with `api.token_file`, every request needs
+//! `Authorization: Bearer <token>` (401 otherwise, see [`auth`]). Texts are
 //! `text/plain`, JSON is pretty-printed `application/json`, bundles are
 //! `application/octet-stream`. `<svc>` is a service name on this node
 //! (`incoming`; a number on an ipn node) or a full EID; raw queries may be
@@ -30,7 +35,7 @@
 //! | route | answer |
 //! |-------|--------|
 //! | `POST /send?dst=EID[&lifetime=1h\|<ms>][&flags=N][&src=<svc>][&report_to=EID]`, body = payload | 200 `Sent ADU in bundle <bid> with <n> bytes` once stored; 400 bad parameter; 500 not stored |
-//! | `POST /insert`, `POST /push`, body = CBOR bundle; `GET /insert?<hex>` | 200 `Sent <n> bytes` / `Received <n> bytes` once stored; 200 `Bundle <bid> is already stored (<n> bytes)`; 400 `Error decoding bundle: <why>`; 422 expired, hop limit, unsupported block |
+//! | `POST /insert`, `POST /push`, body = CBOR bundle; `GET /insert?<hex>` | 200 `Sent <n> bytes` / `Received <n> bytes` once stored; 200 `Bundle <bid> is already stored (<n> bytes)`; 400 `Error decoding bundle: <why>`; 422 expired, hop limit, unsupported block, refused by the security policy (`... refused by the security policy: <why>`) |
 //! | `GET /register?<svc>` | 200 `Registered <eid>` (`Registered URI: <eid>` for a full EID); durable |
 //! | `GET /unregister?<svc>` | 200 `Unregistered <eid>`; 404 if not registered |
 //! | `GET /endpoint?<svc>` | 200 one bundle (CBOR) or 200 `Nothing to receive`; 404 `No such endpoint registered!` |
@@ -54,9 +59,11 @@
 //! | `GET /ferry/bundle.cbor?bid=<bid>` | the stored bytes; 404 |
 //! | `GET /ws` | websocket, see [`ws`] |
 //! | `GET /ferry/apps`, `/ferry/apps/{start,stop,logs}?name=N` | the apps, see [`apps::api`] |
+//! | `GET /ferry/id`, `GET /ferry/trust`, `POST /ferry/trust/{add,remove}` | identity and trusted keys, see [`security::api`] |
 
 pub mod api;
 pub mod apps;
+pub mod auth;
 pub mod cla;
 pub mod clock;
 pub mod config;
@@ -64,6 +71,7 @@ pub mod daemon;
 pub mod hot;
 pub mod memory;
 pub mod plugins;
+pub mod security;
 pub mod server;
 pub mod shutdown;
 pub mod ws;

@@ -40,6 +40,8 @@ const HANDLE_MASK: u64 = (1 << HANDLE_BITS) - 1;
 pub struct ClaSpec {
     pub path: PathBuf,
     pub settings: String,
+    /// `sha256 = "..."`: the library is loaded only if it has this digest.
+    pub sha256: Option<crate::security::pin::Sha256Pin>,
 }
 
 /// A transmission handed to a plugin, until every part is settled.
@@ -262,7 +264,21 @@ impl ClaHost {
 }
 
 fn load_one(host: &Arc<ClaHost>, node_id: &Eid, spec: &ClaSpec, slot: u64) -> Result<Slot, String> {
-    let plugin = Plugin::load(&spec.path).map_err(|e| e.to_string())?;
+    let plugin = match &spec.sha256 {
+        None => Plugin::load(&spec.path).map_err(|e| e.to_string())?,
+        Some(pin) => {
+            // The file is hashed through an open descriptor and loaded through
+            // the same descriptor, so a file swapped at the path in between
+            // is not the one loaded.
+            let mut file = std::fs::File::open(&spec.path)
+                .map_err(|e| format!("cannot open {} to check its sha256: {e}", spec.path.display()))?;
+            pin.check_file(&spec.path, &mut file).map_err(|e| e.to_string())?;
+            let by_fd = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file)));
+            let plugin = Plugin::load(&by_fd).map_err(|e| e.to_string())?;
+            drop(file);
+            plugin
+        }
+    };
     let name = plugin.name().to_owned();
     let bridge = Arc::new(Bridge { host: Arc::downgrade(host), slot, name: name.clone() });
     let instance = plugin.instantiate(&node_id.to_string(), &spec.settings, bridge).map_err(|e| e.to_string())?;

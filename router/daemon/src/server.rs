@@ -49,6 +49,10 @@ pub enum ServerError {
     Serve(std::io::Error),
     #[error(transparent)]
     Apps(#[from] crate::apps::AppError),
+    #[error(transparent)]
+    Security(#[from] crate::security::SecurityError),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 /// Opens the RocksDB store in `<data_dir>/store`.
@@ -95,10 +99,20 @@ pub async fn run(settings: Settings, stop: impl Future<Output = ()> + Send + 'st
     let store = open_store(&settings.data_dir).await?;
     let durable: Arc<dyn DurableStore> = store;
     let node_id = settle_node_id(Arc::clone(&durable), settings.node_id.clone()).await?;
+    let token = crate::auth::Token::load(&settings.api_token, &settings.data_dir)?;
 
     let mut node_cfg = NodeConfig::new(node_id.clone(), settings.router.build(&node_id));
     node_cfg.default_hop_limit = Some(settings.hop_limit);
     node_cfg.accept_unprotected_primary = !settings.strict_primary_crc;
+    let identity = crate::security::Identity::load_or_create(&settings.data_dir)?;
+    let security = Arc::new(crate::security::Security::new(
+        node_id.clone(),
+        identity,
+        settings.security.clone(),
+        &settings.data_dir,
+        ferry_core::codec::DecodeOptions::strict().allow_unprotected_primary(!settings.strict_primary_crc),
+    )?);
+    node_cfg.security = Some(security.node_policy());
     // Plugins are loaded before the daemon starts (it needs the CLA to send
     // through) and started after it (their callbacks need the daemon).
     let clas = ClaHost::load(&node_id, &settings.clas);
@@ -133,7 +147,12 @@ pub async fn run(settings: Settings, stop: impl Future<Output = ()> + Send + 'st
     tokio::spawn(Arc::clone(&daemon).run_timer(controller.handle()));
 
     let app = api::router(AppState { daemon: Arc::clone(&daemon), shutdown: controller.handle() })
-        .merge(crate::apps::api::router(Arc::clone(&apps)));
+        .merge(crate::apps::api::router(Arc::clone(&apps)))
+        .merge(crate::security::api::router(Arc::clone(&security)));
+    let app = match token {
+        Some(token) => crate::auth::require(app, token),
+        None => app,
+    };
     let mut server_stop = controller.handle();
     use axum::serve::ListenerExt;
     let listener = listener.tap_io(|tcp| {

@@ -184,3 +184,34 @@ fn broken_components_and_failing_starts_are_reported_and_the_node_runs_on() {
     assert_eq!(a.bundle_ids().len(), 1);
     assert_eq!(a.get("/status/info").status, 200);
 }
+
+#[test]
+fn an_app_whose_sha256_differs_is_not_run_and_the_pinned_one_is() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let digest: String = sha2::Sha256::digest(std::fs::read(apps_support::component("noop")).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let wrong = "0".repeat(64);
+    let config = format!(
+        "{}{}",
+        app_block("pinned", "noop", &["pinned"], &format!("sha256 = \"{digest}\"")),
+        app_block("swapped", "noop", &["swapped"], &format!("sha256 = \"{wrong}\""))
+    );
+    let a = node(dir.path(), "a", &config);
+    a.eventually("the mismatched component to be refused", WAIT, || {
+        let s = apps_support::app_status(&a, "swapped");
+        s["last_error"].as_str().unwrap_or("").contains(&format!("not the pinned {wrong}"))
+    });
+    let s = apps_support::app_status(&a, "swapped");
+    assert!(s["last_error"].as_str().unwrap_or("").contains(&digest), "names the file's digest: {s}");
+    assert_ne!(s["state"], "running", "{s}");
+    // The pinned one runs and takes its bundles; the refused one's wait.
+    assert_eq!(a.post("/send?dst=dtn://a/pinned&lifetime=1h", b"ok".to_vec()).status, 200);
+    assert_eq!(a.post("/send?dst=dtn://a/swapped&lifetime=1h", b"waits".to_vec()).status, 200);
+    a.eventually("the pinned app to take its bundle", WAIT, || counter(&a, "pinned", "delivered") == 1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(a.bundle_ids().len(), 1, "the bundle for the refused app waits");
+    assert_eq!(counter(&a, "swapped", "delivered"), 0);
+}

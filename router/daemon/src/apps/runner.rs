@@ -243,8 +243,14 @@ impl Runner {
         let spec = self.shared.spec.clone();
         if self.component.is_none() {
             let t = Instant::now();
-            let component = Component::from_file(&self.engine, &spec.component)
-                .map_err(|e| Call::Ok(format!("loading {}: {e:#}", spec.component.display())))?;
+            let path = &spec.component;
+            let bytes = std::fs::read(path).map_err(|e| Call::Ok(format!("loading {}: {e}", path.display())))?;
+            // Pinned: checked on the very bytes that are compiled.
+            if let Some(pin) = &spec.sha256 {
+                pin.check(path, &bytes).map_err(|e| Call::Ok(e.to_string()))?;
+            }
+            let component = Component::new(&self.engine, &bytes)
+                .map_err(|e| Call::Ok(format!("loading {}: {e:#}", path.display())))?;
             let ms = t.elapsed().as_secs_f64() * 1e3;
             self.shared.update(|s| s.compile_ms = Some(ms));
             self.component = Some(component);

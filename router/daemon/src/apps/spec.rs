@@ -4,6 +4,7 @@
 //! [[app]]
 //! name = "email"                      # [a-z0-9_-]+, unique
 //! component = "apps/email.wasm"       # relative to the config file
+//! sha256 = "..."                       # optional pin: a component with another digest is not run
 //! endpoints = ["mail", "mail-submit"] # services on this node (or full EIDs), registered for it
 //! memory = "64MiB"                    # cap on the app's memories and tables (default 64MiB)
 //! time_budget = "5s"                  # per call of start/on-bundle/on-tick (default 5s)
@@ -52,6 +53,8 @@ pub const GIT_DEFAULT_ALLOW: &[&str] =
 pub struct AppConfig {
     pub name: Spanned<String>,
     pub component: Spanned<PathBuf>,
+    /// The component's SHA-256 (64 hex digits): any other file is not run.
+    pub sha256: Option<Spanned<String>>,
     #[serde(default)]
     pub endpoints: Vec<Spanned<String>>,
     pub memory: Option<Spanned<String>>,
@@ -82,6 +85,8 @@ pub struct CapabilityConfig {
 pub struct AppSpec {
     pub name: String,
     pub component: PathBuf,
+    /// `sha256 = "..."`: the component is run only if it has this digest.
+    pub sha256: Option<crate::security::pin::Sha256Pin>,
     /// As written: service names or EIDs; resolved against the node ID at start.
     pub endpoints: Vec<String>,
     pub memory: usize,
@@ -218,9 +223,16 @@ pub fn build(apps: &[AppConfig], base: &Path, err: ValueError) -> Result<Vec<App
             capabilities
                 .insert(cname.clone(), CapabilitySpec { program, dir: base.join(c.dir.get_ref()), allow, timeout });
         }
+        let sha256 = match &a.sha256 {
+            Some(d) => {
+                Some(crate::security::pin::Sha256Pin::parse(d.get_ref()).map_err(|m| err(d.span(), "sha256", m))?)
+            }
+            None => None,
+        };
         out.push(AppSpec {
             name: name.clone(),
             component: base.join(a.component.get_ref()),
+            sha256,
             endpoints,
             memory,
             time_budget: duration(&a.time_budget, "time_budget", DEFAULT_TIME_BUDGET, err)?,

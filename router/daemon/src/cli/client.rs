@@ -18,6 +18,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 pub struct Api {
     base: String,
     http: Client,
+    /// Sent as `Authorization: Bearer` when ferryd's API needs it.
+    token: Option<String>,
 }
 
 /// What ferryd answered, once the status was success.
@@ -52,7 +54,20 @@ impl Api {
             .no_proxy()
             .build()
             .context("cannot set up the HTTP client")?;
-        Ok(Api { base, http })
+        Ok(Api { base, http, token: None })
+    }
+
+    /// This client, sending `token` with every request.
+    pub fn with_token(mut self, token: Option<String>) -> Api {
+        self.token = token;
+        self
+    }
+
+    fn authorize(&self, request: reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder {
+        match &self.token {
+            Some(t) => request.bearer_auth(t),
+            None => request,
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -61,13 +76,13 @@ impl Api {
 
     /// `GET path` (path includes the query); fails on a non-success status.
     pub fn get(&self, path: &str) -> Result<Answer> {
-        let resp = self.http.get(self.url(path)).send().map_err(|e| self.unreachable(e))?;
+        let resp = self.authorize(self.http.get(self.url(path))).send().map_err(|e| self.unreachable(e))?;
         self.check(path, resp)
     }
 
     /// `GET path`, but a 404 is `None` instead of an error.
     pub fn get_optional(&self, path: &str) -> Result<Option<Answer>> {
-        let resp = self.http.get(self.url(path)).send().map_err(|e| self.unreachable(e))?;
+        let resp = self.authorize(self.http.get(self.url(path))).send().map_err(|e| self.unreachable(e))?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -76,7 +91,7 @@ impl Api {
 
     /// `POST path` with `body`; fails on a non-success status.
     pub fn post(&self, path: &str, body: Vec<u8>) -> Result<Answer> {
-        let resp = self.http.post(self.url(path)).body(body).send().map_err(|e| self.unreachable(e))?;
+        let resp = self.authorize(self.http.post(self.url(path))).body(body).send().map_err(|e| self.unreachable(e))?;
         self.check(path, resp)
     }
 
@@ -91,6 +106,14 @@ impl Api {
             let text = String::from_utf8_lossy(&body);
             let text = text.trim();
             let endpoint = path.split('?').next().unwrap_or(path);
+            if status == StatusCode::UNAUTHORIZED {
+                let how = if self.token.is_some() {
+                    "the token given is not this ferryd's"
+                } else {
+                    "set FERRY_TOKEN, or --token-file FILE (ferryd's [api] token_file, or <data_dir>/api-token)"
+                };
+                bail!("ferryd refused {endpoint}: 401 Unauthorized: {how}");
+            }
             if text.is_empty() {
                 bail!("ferryd refused {endpoint}: {status}");
             }
@@ -103,6 +126,22 @@ impl Api {
     fn unreachable(&self, err: reqwest::Error) -> anyhow::Error {
         describe_transport_error(&self.base, &err)
     }
+}
+
+/// The API token to send: `FERRY_TOKEN`, else the first line of
+/// `token_file` (`--token-file`, `FERRY_TOKEN_FILE`), else the token ferryd
+/// generates in the default data folder, if it is there and readable.
+pub fn token(token_file: Option<&std::path::Path>) -> Result<Option<String>> {
+    if let Some(t) = std::env::var("FERRY_TOKEN").ok().filter(|t| !t.trim().is_empty()) {
+        return Ok(Some(t.trim().to_owned()));
+    }
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).map(|t| t.trim().to_owned());
+    if let Some(p) = token_file {
+        let t = read(p).with_context(|| format!("cannot read the API token file {}", p.display()))?;
+        return Ok(Some(t));
+    }
+    let default = crate::config::default_data_dir().map(|d| d.join(crate::auth::TOKEN_FILE));
+    Ok(default.and_then(|p| read(&p).ok()).filter(|t| !t.is_empty()))
 }
 
 /// "cannot reach ferryd at URL: connection refused — is ferryd running?" and

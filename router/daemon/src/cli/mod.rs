@@ -13,6 +13,7 @@
 //! - [`bench_usb`]: two ferryd through a folder, next to NNCP;
 //! - [`apps`], [`mail`], [`git`]: the WebAssembly apps, and submission to
 //!   the email and gitsync apps;
+//! - [`security`]: `ferry id` and `ferry trust` (the node's key, trusted peers);
 //! - [`fmt`]: small text helpers shared by the commands (hex, durations, tables).
 //!
 //! Exit codes: 0 success; 1 failure (an error message on stderr), and for
@@ -31,6 +32,7 @@ pub mod fmt;
 pub mod git;
 pub mod mail;
 pub mod recv;
+pub mod security;
 pub mod send;
 pub mod status;
 pub mod usb;
@@ -50,6 +52,10 @@ pub struct Cli {
     /// Base URL of ferryd's HTTP API.
     #[arg(long, global = true, env = "FERRY_API", default_value = DEFAULT_API, value_name = "URL")]
     pub api: String,
+    /// File holding ferryd's API token (FERRY_TOKEN, if set, wins); default:
+    /// the data folder's api-token, when readable.
+    #[arg(long, global = true, env = "FERRY_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -91,6 +97,13 @@ pub enum Command {
     Git {
         #[command(subcommand)]
         command: git::GitCommand,
+    },
+    /// Show this node's ID and Ed25519 public key (for peers' `ferry trust add`).
+    Id,
+    /// The peers' keys this node trusts (signatures, encryption).
+    Trust {
+        #[command(subcommand)]
+        command: security::TrustCommand,
     },
     /// Measure ferryd's performance.
     Bench {
@@ -145,19 +158,24 @@ pub fn main() -> ExitCode {
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let json = cli.json;
+    let token = client::token(cli.token_file.as_deref())?;
+    let base = cli.api.clone();
+    let api = move || client::Api::new(&base).map(|a| a.with_token(token.clone()));
     match cli.command {
-        Command::Send(args) => send::run(&client::Api::new(&cli.api)?, &args, json),
-        Command::Recv(args) => recv::run(&client::Api::new(&cli.api)?, &args, json),
-        Command::Bundles { command } => bundles::run(&client::Api::new(&cli.api)?, &command, json),
-        Command::Status => status::run(&client::Api::new(&cli.api)?, json),
+        Command::Send(args) => send::run(&api()?, &args, json),
+        Command::Recv(args) => recv::run(&api()?, &args, json),
+        Command::Bundles { command } => bundles::run(&api()?, &command, json),
+        Command::Status => status::run(&api()?, json),
         Command::Bundle { command: BundleCommand::Decode(args) } => Ok(decode::run(&args)),
-        Command::Apps { command } => apps::run(&client::Api::new(&cli.api)?, &command, json),
-        Command::Mail(args) => mail::run(&client::Api::new(&cli.api)?, &args),
-        Command::Git { command } => git::run(&client::Api::new(&cli.api)?, &command, json),
+        Command::Apps { command } => apps::run(&api()?, &command, json),
+        Command::Mail(args) => mail::run(&api()?, &args),
+        Command::Git { command } => git::run(&api()?, &command, json),
         Command::Bench { command: BenchCommand::Ingest(args) } => bench::run(&cli.api, &args),
         Command::Bench { command: BenchCommand::Link(args) } => bench_link::run(&args),
         Command::Bench { command: BenchCommand::Usb(args) } => bench_usb::run(&args),
-        Command::Usb { command } => usb::run(&client::Api::new(&cli.api)?, &command, json),
+        Command::Usb { command } => usb::run(&api()?, &command, json),
         Command::Bench { command: BenchCommand::Apps(args) } => bench_apps::run(&args),
+        Command::Id => security::id(&api()?, json),
+        Command::Trust { command } => security::trust(&api()?, &command, json),
     }
 }
