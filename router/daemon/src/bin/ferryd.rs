@@ -33,7 +33,7 @@ struct Args {
     /// Node ID (dtn://name/ or ipn:N.0); replaces the stored one.
     #[arg(short, long, value_name = "EID")]
     node_id: Option<String>,
-    /// Load no TCP plugin unless the config has a [[cla]] (tests, API-only nodes).
+    /// Load no TCP plugin unless the config has a `[[cla]]` table (tests, API-only nodes).
     #[arg(long)]
     no_default_cla: bool,
 }

@@ -56,7 +56,7 @@ pub struct MailArgs {
     /// Take the recipients from the message's To, Cc and Bcc headers (Bcc is removed).
     #[arg(short = 't')]
     pub extract: bool,
-    /// Envelope sender (user or user@node); default $USER@<this node>.
+    /// Envelope sender (user or user@node); default $USER@NODE, NODE being this node.
     #[arg(short = 'f', short_alias = 'r', value_name = "SENDER")]
     pub from: Option<String>,
     /// Sender's full name (accepted for sendmail compatibility, not used).

@@ -7,7 +7,7 @@
 //! - [`send`], [`recv`]: create a bundle, receive bundles on an endpoint;
 //! - [`bundles`], [`status`]: inspect and manage the node's store;
 //! - [`decode`]: decode and validate a bundle offline (no daemon involved);
-//! - [`bench`]: measure durable ingest through the API;
+//! - [`mod@bench`]: measure durable ingest through the API;
 //! - [`bench_link`]: measure a link between two ferryd (and two dtnd, for comparison);
 //! - [`usb`]: sync with a plugged-in stick now (the usbdir plugin);
 //! - [`bench_usb`]: two ferryd through a folder, next to NNCP;
