@@ -318,6 +318,11 @@ pub struct Daemon {
     persisting: Mutex<HashMap<BundleId, Writing>>,
     /// Woken when a persist finishes (for duplicates that wait on the first copy).
     persist_done: Notify,
+    /// IDs whose last write failed, newest last (at most
+    /// [`FAILED_WRITES_KEPT`]): a duplicate that waited on such a write is
+    /// not acknowledged. A bundle gone from the node for any other reason
+    /// (delivered, forwarded, deleted) was stored first, so its duplicate is.
+    failed_writes: Mutex<VecDeque<BundleId>>,
     /// Copies of recently stored small bundles, for the transmission or
     /// delivery that follows (see [`crate::hot`]).
     hot: Mutex<HotCache>,
@@ -349,6 +354,10 @@ struct PendingWrite {
     early: bool,
     synced: tokio::sync::oneshot::Receiver<Result<(), StoreError>>,
 }
+
+/// How many failed writes [`Daemon`] remembers for the duplicates that
+/// waited on them (failures are rare: a failing disk).
+const FAILED_WRITES_KEPT: usize = 4096;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section here is a few map operations that leave the data
@@ -460,6 +469,7 @@ impl Daemon {
             timer_armed: AtomicU64::new(u64::MAX),
             persisting: Mutex::new(HashMap::new()),
             persist_done: Notify::new(),
+            failed_writes: Mutex::new(VecDeque::new()),
             hot: Mutex::new(HotCache::default()),
             routing_endpoint: routing_endpoint.clone(),
             state_writes: tokio::sync::Mutex::new(()),
@@ -666,6 +676,18 @@ impl Daemon {
                 if let Some(bytes) = copy {
                     hot.insert(id.clone(), bytes);
                 }
+            }
+        }
+        {
+            let mut failed = lock(&self.failed_writes);
+            if ok {
+                if !failed.is_empty() {
+                    failed.retain(|f| !ids.contains(f));
+                }
+            } else {
+                failed.extend(ids.iter().cloned());
+                let excess = failed.len().saturating_sub(FAILED_WRITES_KEPT);
+                failed.drain(..excess);
             }
         }
         let delete_after: Vec<bool> = {
@@ -1012,15 +1034,17 @@ impl Daemon {
                 // The first copy may still be on its way to disk: acknowledge
                 // the duplicate only once it is there.
                 self.wait_persisted(&id).await;
-                if self.node().contains(&id) {
-                    Ok(Received::Duplicate(id))
-                } else {
-                    // The first copy failed to store (or was delivered or
-                    // deleted meanwhile): this one was not taken either.
+                let failed = !self.node().contains(&id) && lock(&self.failed_writes).contains(&id);
+                if failed {
+                    // The first copy failed to store: this one was not taken either.
                     Err(DaemonError::NotStored {
                         id,
                         reason: "an earlier copy of this bundle was not stored; send it again".into(),
                     })
+                } else {
+                    // Stored (and maybe delivered, forwarded or deleted since):
+                    // the node has had it, so the copy is a duplicate.
+                    Ok(Received::Duplicate(id))
                 }
             }
             Err(e) => Err(e.into()),
@@ -1721,5 +1745,39 @@ mod tests {
         assert!(d.find(&id.to_string()).is_none(), "the node dropped it");
         assert_eq!(d.load(&id).await.unwrap(), None, "and nothing serves its bytes");
         assert_eq!(d.stats().deleted, 0, "dropped without a deletion report");
+    }
+
+    #[tokio::test]
+    async fn a_copy_of_a_bundle_delivered_during_its_sync_is_a_duplicate() {
+        let store = Arc::new(GatedStore::default());
+        let (d, sending, id) = send_while_the_write_is_held(&store).await;
+        let bytes = d.load(&id).await.unwrap().unwrap();
+        // A copy arrives (a peer sent it again) while the first is written...
+        let copy = tokio::spawn({
+            let d = Arc::clone(&d);
+            async move { d.receive(bytes).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!copy.is_finished(), "the copy waits for the first write");
+        // ...and the first is delivered and discarded before that write is durable.
+        d.confirm_delivery(&id).await;
+        store.release(true);
+        assert_eq!(sending.await.unwrap().unwrap(), id);
+        assert!(matches!(copy.await.unwrap(), Ok(Received::Duplicate(got)) if got == id));
+    }
+
+    #[tokio::test]
+    async fn a_copy_of_a_bundle_whose_write_failed_is_not_acknowledged() {
+        let store = Arc::new(GatedStore::default());
+        let (d, sending, id) = send_while_the_write_is_held(&store).await;
+        let bytes = d.load(&id).await.unwrap().unwrap();
+        let copy = tokio::spawn({
+            let d = Arc::clone(&d);
+            async move { d.receive(bytes).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        store.release(false);
+        assert!(sending.await.unwrap().is_err());
+        assert!(matches!(copy.await.unwrap(), Err(DaemonError::NotStored { .. })));
     }
 }
