@@ -1747,16 +1747,22 @@ mod tests {
         assert_eq!(d.stats().deleted, 0, "dropped without a deletion report");
     }
 
+    /// `Daemon::receive` on a task of its own, to look at it while it waits.
+    fn receive_in_background(
+        d: &Arc<Daemon>,
+        bytes: Vec<u8>,
+    ) -> tokio::task::JoinHandle<Result<Received, DaemonError>> {
+        let d = Arc::clone(d);
+        tokio::spawn(async move { d.receive(bytes).await })
+    }
+
     #[tokio::test]
     async fn a_copy_of_a_bundle_delivered_during_its_sync_is_a_duplicate() {
         let store = Arc::new(GatedStore::default());
         let (d, sending, id) = send_while_the_write_is_held(&store).await;
         let bytes = d.load(&id).await.unwrap().unwrap();
         // A copy arrives (a peer sent it again) while the first is written...
-        let copy = tokio::spawn({
-            let d = Arc::clone(&d);
-            async move { d.receive(bytes).await }
-        });
+        let copy = receive_in_background(&d, bytes);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!copy.is_finished(), "the copy waits for the first write");
         // ...and the first is delivered and discarded before that write is durable.
@@ -1771,10 +1777,7 @@ mod tests {
         let store = Arc::new(GatedStore::default());
         let (d, sending, id) = send_while_the_write_is_held(&store).await;
         let bytes = d.load(&id).await.unwrap().unwrap();
-        let copy = tokio::spawn({
-            let d = Arc::clone(&d);
-            async move { d.receive(bytes).await }
-        });
+        let copy = receive_in_background(&d, bytes);
         tokio::time::sleep(Duration::from_millis(20)).await;
         store.release(false);
         assert!(sending.await.unwrap().is_err());
