@@ -1,10 +1,12 @@
 //! Security end to end, with real ferryd processes over the TCP plugin on
 //! loopback: signed bundles A → B → C where B holds no keys; altered, forged,
 //! unsigned and untrusted bundles refused at C; a payload encrypted for C
-//! that B stores and forwards as ciphertext; the API token; key file checks;
-//! SHA-256 pinning of plugins.
+//! that B stores and forwards as ciphertext; a carrier plugin that flips a
+//! payload bit on the way (`examples/tamper_plugin.rs`); the API token; key
+//! file checks; SHA-256 pinning of plugins.
 //!
-//! The TCP plugin must be built next to ferryd (`cargo build --workspace`).
+//! The TCP plugin and the tamper plugin must be built next to ferryd
+//! (`cargo build --workspace --all-targets`).
 
 mod api_support;
 
@@ -327,4 +329,57 @@ fn ferry_id_and_ferry_trust_manage_the_keys_of_a_running_node() {
     let (ok, _, _) = ferry(&["trust", "remove", "dtn://peer/"]);
     assert!(!ok, "nothing left to remove");
     assert!(!ferry(&["trust", "list"]).1.contains(&peer));
+}
+
+/// A → B → C where the B → C hop is an untrusted carrier: the tamper plugin
+/// (`examples/tamper_plugin.rs`), which flips a payload bit and fixes the
+/// block's CRC. C requires A's signature: the altered bundle is deleted with
+/// its reason and never reaches C's app; the same carrier without the flip
+/// delivers, so it is the flip that C caught.
+#[test]
+fn a_byte_flipped_by_a_carrier_on_the_way_is_caught_at_the_destination() {
+    let tamper = Path::new(env!("CARGO_BIN_EXE_ferryd")).parent().unwrap().join("examples/libtamper_plugin.so");
+    assert!(tamper.exists(), "{} is not built: run `cargo build --workspace --all-targets`", tamper.display());
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb, stcp_c) = (free_port(), free_port(), free_port());
+    let a = node(dir.path(), "a", &format!("[security]\nsign_originated = true\n{}", tcp_cla(pa, &[pb])));
+    let c = node(
+        dir.path(),
+        "c",
+        &format!(
+            "[security]\nrequire_signature = [\"secure\"]\n\n[[cla]]\npath = \"{}\"\n[cla.settings]\nstcp_listen = [\"127.0.0.1:{stcp_c}\"]\n",
+            tcp_plugin().display()
+        ),
+    );
+    c.get_ok("/register?secure");
+    let added =
+        c.post(&format!("/ferry/trust/add?node=dtn://a/&key={}", public_key_of(&a).replace('+', "%2B")), vec![]);
+    assert_eq!(added.status, 200, "{}", added.text());
+    let carrier = |flip: bool| {
+        format!(
+            "{}\n[[cla]]\npath = \"{}\"\n[cla.settings]\npeer = \"dtn://c/\"\nforward = \"127.0.0.1:{stcp_c}\"\nflip = {flip}\n",
+            tcp_cla(pb, &[]),
+            tamper.display()
+        )
+    };
+
+    // An honest carrier first: A's signed bundle arrives and verifies.
+    let b = node(dir.path(), "b", &carrier(false));
+    // Dial now rather than at the plugin's next reconnect (its back-off grows).
+    assert_eq!(a.get(&format!("/peers/add?p=tcp://127.0.0.1:{pb}/b")).status, 200);
+    assert_eq!(a.post("/send?dst=dtn://c/secure", b"carried honestly".to_vec()).status, 200);
+    assert_eq!(c.receive("secure", WAIT), b"carried honestly");
+    assert_eq!(b.terminate().code(), Some(0));
+
+    // The same carrier flipping a bit: C deletes the bundle and says why.
+    let b = node(dir.path(), "b2", &carrier(true));
+    assert_eq!(a.get(&format!("/peers/add?p=tcp://127.0.0.1:{pb}/b2")).status, 200);
+    assert_eq!(a.post("/send?dst=dtn://c/secure", b"altered on the way".to_vec()).status, 200);
+    b.eventually("the carrier to flip and carry the bundle", WAIT, || b.log_text().contains("flipped: true"));
+    c.eventually("C to refuse the altered bundle", WAIT, || c.log_text().contains("integrity check"));
+    let log = c.log_text();
+    let line = log.lines().find(|l| l.contains("integrity check")).unwrap();
+    assert!(line.contains("dtn://a/") && line.contains("reason="), "{line}");
+    assert_eq!(c.get("/endpoint?secure").text(), "Nothing to receive", "the altered payload never reaches the app");
+    assert!(c.bundle_ids().is_empty(), "the altered bundle is not kept");
 }
