@@ -39,10 +39,14 @@ use crate::OnDurable;
 use crate::keys::Cf;
 use crate::Shared;
 
-/// One column family operation.
+/// One change: a column family operation, or a payload file to write before
+/// the batch (it must be on disk before a record points to it) or to remove
+/// after it (once no durable record points to it).
 pub(crate) enum Op {
     Put(Cf, Vec<u8>, Vec<u8>),
     Delete(Cf, Vec<u8>),
+    WriteFile(u64, Vec<u8>),
+    RemoveFile(u64),
 }
 
 impl Op {
@@ -50,6 +54,8 @@ impl Op {
         match self {
             Op::Put(_, k, v) => k.len() + v.len(),
             Op::Delete(_, k) => k.len(),
+            Op::WriteFile(_, bytes) => bytes.len(),
+            Op::RemoveFile(_) => 0,
         }
     }
 }
@@ -322,16 +328,45 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Request>, limits: GroupLimit
     }
 }
 
-/// Writes the group's operations as one synced batch. Each operation is freed
-/// as soon as the batch has its copy, so that a group of big bundles is not in
-/// memory twice over.
+/// Writes the group: its payload files first, synced (and the folder that
+/// names them), then its column family operations as one synced batch, then
+/// removes the payload files that the batch stopped pointing to. Each
+/// operation is freed as soon as it is written or the batch has its copy, so
+/// that a group of big bundles is not in memory twice over.
+///
+/// A crash before the batch is durable leaves payload files that nothing
+/// points to, and one after it files that were to be removed: the next open
+/// removes both ([`crate::files::PayloadFiles::remove_unreferenced`]).
 fn write_group(shared: &Shared, group: &mut [Request], sync: &WriteOptions) -> Result<(), String> {
     let mut batch = WriteBatch::default();
+    let mut written = Vec::new();
+    let mut to_remove = Vec::new();
+    let mut files = shared.files.writer();
     for op in group.iter_mut().flat_map(|r| r.ops.drain(..)) {
         match op {
             Op::Put(cf, k, v) => batch.put_cf(shared.cf(cf).map_err(|e| e.to_string())?, k, v),
             Op::Delete(cf, k) => batch.delete_cf(shared.cf(cf).map_err(|e| e.to_string())?, k),
+            Op::WriteFile(id, bytes) => {
+                written.push(id);
+                if let Err(e) = files.write(id, &bytes) {
+                    drop(files);
+                    shared.files.remove_quietly(&written);
+                    return Err(e);
+                }
+            }
+            Op::RemoveFile(id) => to_remove.push(id),
         }
     }
-    shared.db.write_opt(batch, sync).map_err(|e| e.to_string())
+    if let Err(e) = files.sync() {
+        shared.files.remove_quietly(&written);
+        return Err(e);
+    }
+    if let Err(e) = shared.db.write_opt(batch, sync) {
+        // Nothing durable points to them; if the removal fails, the next open
+        // finds them unreferenced.
+        shared.files.remove_quietly(&written);
+        return Err(e.to_string());
+    }
+    shared.files.remove_quietly(&to_remove);
+    Ok(())
 }

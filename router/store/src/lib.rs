@@ -10,14 +10,22 @@
 //! - `src/commit.rs`: the commit thread (group commit) and its completion
 //!   watermark.
 //! - `src/keys.rs`: the on-disk layout below.
+//! - `src/files.rs`: payload files, for big bundles.
 //!
 //! One column family per kind of record; keys order like what they index:
 //!
 //! | CF               | key                                          | value |
 //! |------------------|----------------------------------------------|-------|
-//! | `bundles`        | [`BundleId::to_key`]                         | the bundle's bytes |
-//! | `meta`           | bundle key                                   | stored length (u64 BE) ++ [`BundleMeta::to_bytes`] |
+//! | `bundles`        | [`BundleId::to_key`]                         | the bundle's bytes, or a pointer to its payload file |
+//! | `meta`           | bundle key                                   | stored length (u64 BE; top bit: in a payload file) ++ [`BundleMeta::to_bytes`] |
 //! | `state`          | UTF-8 key                                    | bytes |
+//!
+//! Bundles of at least [`RocksOptions::file_threshold`] bytes (256 KiB) are
+//! kept in a file of their own, `payloads/<16 hex digits>.bundle`, and their
+//! `bundles` value is a 28-byte pointer (a zero byte, `ferry-file`, a zero
+//! byte, the file's number and the length; a bundle never starts with a zero
+//! byte). RocksDB would write such a bundle twice (its WAL, then a blob file
+//! when the memtable is flushed); a file is written once.
 //!
 //! `bundles` has BlobDB enabled: values of at least
 //! [`RocksOptions::min_blob_size`] bytes go to blob files when the memtable is
@@ -44,8 +52,11 @@
 //! crash and a power cut, so the caller may acknowledge the bundle (TCPCL
 //! XFER_ACK, API success). A change becomes visible to readers only when it is
 //! durable: a reader never sees a bundle that a crash could still take away.
-//! Each call's changes (bundle, metadata, both index entries) are written in
-//! one atomic batch, so the indexes and `meta` always agree after a crash.
+//! Each call's changes (bundle, metadata) are written in one atomic batch, so
+//! `bundles` and `meta` always agree after a crash. A payload file is written
+//! and synced (with its folder) before the batch that points to it, and
+//! removed only after the batch that stopped pointing to it: a crash leaves at
+//! worst files nothing points to, which the next open removes.
 //!
 //! # Group commit
 //!
@@ -89,9 +100,10 @@
 //! says so.
 
 mod commit;
+mod files;
 mod keys;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
@@ -104,7 +116,8 @@ use ferry_core::store::{Store, StoreError, StoreStats};
 use rocksdb::{BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, Options, ReadOptions, DB};
 
 use crate::commit::{Completion, Delta, GroupLimits, Notifier, Op, Request};
-use crate::keys::Cf;
+use crate::files::PayloadFiles;
+use crate::keys::{Cf, StoredLen};
 
 /// Told when a write handed to [`RocksStore::submit_put_many`] (or
 /// [`RocksStore::submit_delete_many`]) is durable (`Ok`) or failed. Called
@@ -116,8 +129,13 @@ pub type OnDurable = Box<dyn FnOnce(Result<(), StoreError>) + Send + 'static>;
 /// Tuning for [`RocksStore::open_with`]. `Default` is what `open` uses.
 #[derive(Debug, Clone)]
 pub struct RocksOptions {
-    /// Bundles of at least this many bytes go to BlobDB blob files instead of
-    /// the LSM tree. Default 4 KiB.
+    /// Bundles of at least this many bytes are kept in a file of their own
+    /// (`<store>/payloads/`), written once and synced with their group,
+    /// instead of in RocksDB (its WAL, then a blob file). Default 256 KiB;
+    /// `u64::MAX` keeps every bundle in RocksDB.
+    pub file_threshold: u64,
+    /// Bundles of at least this many bytes (and below `file_threshold`) go
+    /// to BlobDB blob files instead of the LSM tree. Default 4 KiB.
     pub min_blob_size: u64,
     /// Target size of one blob file. Default 256 MiB.
     pub blob_file_size: u64,
@@ -142,6 +160,7 @@ pub struct RocksOptions {
 impl Default for RocksOptions {
     fn default() -> RocksOptions {
         RocksOptions {
+            file_threshold: 256 << 10,
             min_blob_size: 4096,
             blob_file_size: 256 << 20,
             max_group_bytes: 8 << 20,
@@ -169,6 +188,14 @@ pub struct CommitStats {
 struct Stored {
     /// Length of the stored bundle bytes.
     len: u64,
+    /// The payload file holding them, if they are not in `bundles`.
+    file: Option<u64>,
+}
+
+impl Stored {
+    fn stored_len(&self) -> StoredLen {
+        StoredLen { len: self.len, in_file: self.file.is_some() }
+    }
 }
 
 /// The overlay entry of a bundle with a queued, unwritten change.
@@ -204,6 +231,8 @@ impl WriterState {
 /// What the store's handle and its commit thread share.
 pub(crate) struct Shared {
     db: DB,
+    files: PayloadFiles,
+    file_threshold: u64,
     writer: Mutex<WriterState>,
     stats: Mutex<StoreStats>,
     completion: Completion,
@@ -241,13 +270,42 @@ impl Shared {
     }
 
     fn stored_from_record(&self, bundle_key: &[u8], value: &[u8]) -> Result<Stored, StoreError> {
-        let len = match keys::meta_stored_len(value) {
-            Some(len) => len,
-            None => {
-                self.db.get_pinned_cf(self.cf(Cf::Bundles)?, bundle_key).map_err(engine)?.map_or(0, |b| b.len() as u64)
+        match keys::meta_stored_len(value) {
+            Some(StoredLen { len, in_file: false }) => Ok(Stored { len, file: None }),
+            Some(StoredLen { len, in_file: true }) => {
+                let pointer = self.db.get_pinned_cf(self.cf(Cf::Bundles)?, bundle_key).map_err(engine)?;
+                match pointer.as_deref().and_then(keys::decode_pointer) {
+                    Some((id, _)) => Ok(Stored { len, file: Some(id) }),
+                    None => Err(StoreError::Corrupt { key: bundle_key.to_vec() }),
+                }
             }
+            None => {
+                let bytes = self.db.get_pinned_cf(self.cf(Cf::Bundles)?, bundle_key).map_err(engine)?;
+                Ok(Stored { len: bytes.map_or(0, |b| b.len() as u64), file: None })
+            }
+        }
+    }
+
+    /// A bundle's bytes: its `bundles` value, or the payload file it points to.
+    fn bundle_bytes(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(value) = self.db.get_pinned_cf(self.cf(Cf::Bundles)?, key).map_err(engine)? else {
+            return Ok(None);
         };
-        Ok(Stored { len })
+        let Some((id, len)) = keys::decode_pointer(&value) else {
+            return Ok(Some(value.to_vec()));
+        };
+        drop(value);
+        match self.files.read(id, len) {
+            Ok(bytes) => Ok(Some(bytes)),
+            // Deleted since its record was read: gone, as a reader a moment
+            // later would see it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound
+                && self.db.get_pinned_cf(self.cf(Cf::Bundles)?, key).map_err(engine)?.is_none() =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(StoreError::Engine(format!("payload file of a stored bundle: {e}"))),
+        }
     }
 }
 
@@ -342,15 +400,22 @@ impl RocksStore {
             tracing::info!(path = %path.display(), family = name, "dropped an index column family the store no longer keeps");
         }
 
+        let files = PayloadFiles::open(path).map_err(StoreError::Engine)?;
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             db,
+            files,
+            file_threshold: options.file_threshold,
             writer: Mutex::new(WriterState { sender: Some(tx), next_seq: 1, pending: HashMap::new() }),
             stats: Mutex::new(StoreStats::default()),
             completion: Completion::default(),
         });
-        let counted = count(&shared)?;
+        let (counted, referenced) = count(&shared)?;
         *shared.stats_lock() = counted;
+        let removed = shared.files.remove_unreferenced(&referenced).map_err(StoreError::Engine)?;
+        if removed > 0 {
+            tracing::info!(path = %path.display(), files = removed, "removed payload files that no bundle points to (left by a crash)");
+        }
 
         let limits =
             GroupLimits { max_bytes: options.max_group_bytes.max(1), max_requests: options.max_group_requests.max(1) };
@@ -480,24 +545,30 @@ fn open_error(path: &Path, e: rocksdb::Error) -> StoreError {
     }
 }
 
-/// Counts bundles and bytes from `meta` alone.
-fn count(shared: &Shared) -> Result<StoreStats, StoreError> {
+/// Counts bundles and bytes from `meta` (reading `bundles` only for the
+/// pointers of bundles kept in payload files, whose IDs it also returns).
+fn count(shared: &Shared) -> Result<(StoreStats, HashSet<u64>), StoreError> {
     let mut ro = ReadOptions::default();
     ro.fill_cache(false);
     let mut it = shared.db.raw_iterator_cf_opt(shared.cf(Cf::Meta)?, ro);
     it.seek_to_first();
     let mut stats = StoreStats::default();
+    let mut referenced = HashSet::new();
     while let Some((k, v)) = it.item() {
         let len = match keys::meta_stored_len(v) {
-            Some(len) => len,
-            None => shared.stored_from_record(k, v)?.len,
+            Some(StoredLen { len, in_file: false }) => len,
+            _ => {
+                let stored = shared.stored_from_record(k, v)?;
+                referenced.extend(stored.file);
+                stored.len
+            }
         };
         stats.bundles += 1;
         stats.bytes += len;
         it.next();
     }
     it.status().map_err(engine)?;
-    Ok(stats)
+    Ok((stats, referenced))
 }
 
 /// One write request being built, under the writer lock: the read-before-write
@@ -538,8 +609,8 @@ impl<'a> Txn<'a> {
         self.shared.stored(key)
     }
 
-    fn put_meta(&mut self, key: &[u8], meta: &BundleMeta, len: u64) {
-        self.ops.push(Op::Put(Cf::Meta, key.to_vec(), keys::encode_meta(meta, len)));
+    fn put_meta(&mut self, key: &[u8], meta: &BundleMeta, stored: StoredLen) {
+        self.ops.push(Op::Put(Cf::Meta, key.to_vec(), keys::encode_meta(meta, stored)));
     }
 
     fn put(&mut self, meta: &BundleMeta, bytes: &[u8]) -> Result<(), StoreError> {
@@ -550,12 +621,24 @@ impl<'a> Txn<'a> {
         let key = meta.id.to_key();
         if let Some(old) = self.current(&key)? {
             self.delta.removed(old.len);
+            if let Some(id) = old.file {
+                self.ops.push(Op::RemoveFile(id));
+            }
         }
         let len = bytes.len() as u64;
-        self.ops.push(Op::Put(Cf::Bundles, key.clone(), bytes));
-        self.put_meta(&key, meta, len);
+        let file = if len >= self.shared.file_threshold {
+            let id = self.shared.files.allocate();
+            self.ops.push(Op::WriteFile(id, bytes));
+            self.ops.push(Op::Put(Cf::Bundles, key.clone(), keys::encode_pointer(id, len)));
+            Some(id)
+        } else {
+            self.ops.push(Op::Put(Cf::Bundles, key.clone(), bytes));
+            None
+        };
+        let stored = Stored { len, file };
+        self.put_meta(&key, meta, stored.stored_len());
         self.delta.added(len);
-        self.mine.insert(key, Some(Stored { len }));
+        self.mine.insert(key, Some(stored));
         Ok(())
     }
 
@@ -564,8 +647,8 @@ impl<'a> Txn<'a> {
         let Some(old) = self.current(&key)? else {
             return Ok(false);
         };
-        self.put_meta(&key, meta, old.len);
-        self.mine.insert(key, Some(Stored { len: old.len }));
+        self.put_meta(&key, meta, old.stored_len());
+        self.mine.insert(key, Some(old));
         Ok(true)
     }
 
@@ -576,6 +659,9 @@ impl<'a> Txn<'a> {
         };
         self.ops.push(Op::Delete(Cf::Bundles, key.clone()));
         self.ops.push(Op::Delete(Cf::Meta, key.clone()));
+        if let Some(id) = old.file {
+            self.ops.push(Op::RemoveFile(id));
+        }
         self.delta.removed(old.len);
         self.mine.insert(key, None);
         Ok(true)
@@ -644,7 +730,7 @@ impl Store for RocksStore {
     }
 
     fn get_bytes(&self, id: &BundleId) -> Result<Option<Vec<u8>>, StoreError> {
-        self.shared.get(Cf::Bundles, &id.to_key())
+        self.shared.bundle_bytes(&id.to_key())
     }
 
     fn get_meta(&self, id: &BundleId) -> Result<Option<BundleMeta>, StoreError> {

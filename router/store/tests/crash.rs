@@ -23,6 +23,8 @@ const TEST_NAME: &str = "acknowledged_puts_survive_sigkill";
 const THREADS: u64 = 4;
 const PUTS_PER_THREAD: u64 = 5_000;
 const KILL_AFTER: usize = 800;
+/// Payloads of `common::payload` are 16, 700, 5,000 or 40,000 bytes (+ a few).
+const FILE_THRESHOLD: u64 = 30_000;
 
 fn seq_of(thread: u64, i: u64) -> u64 {
     thread * 1_000_000 + i
@@ -31,8 +33,10 @@ fn seq_of(thread: u64, i: u64) -> u64 {
 /// Child mode: put bundles from several threads until killed (or done).
 fn child(dir: &Path) {
     // Small memtables, so that flushes and blob file writes happen while the
-    // child runs and the kill can land in one of them.
-    let opts = RocksOptions { write_buffer_size: 1 << 20, ..RocksOptions::default() };
+    // child runs and the kill can land in one of them; the largest payloads
+    // (a quarter) go to payload files, so the kill can land between a file
+    // and the batch that points to it.
+    let opts = RocksOptions { write_buffer_size: 1 << 20, file_threshold: FILE_THRESHOLD, ..RocksOptions::default() };
     let store = RocksStore::open_with(dir, opts).expect("child opens the store");
     std::thread::scope(|scope| {
         for t in 0..THREADS {
@@ -124,5 +128,11 @@ fn acknowledged_puts_survive_sigkill() {
         bytes += b.len() as u64;
     }
     assert_eq!(stats.bytes, bytes);
+    // Every payload file belongs to a stored bundle: the open removed those
+    // that a batch never pointed to.
+    let files = std::fs::read_dir(dir.path().join("payloads")).unwrap().count();
+    let big = all.iter().filter(|m| payload(m.id.creation.seq).len() as u64 >= FILE_THRESHOLD).count();
+    assert!(big > 0, "some stored bundles were big enough for payload files");
+    assert_eq!(files, big, "payload files on disk against bundles kept in files");
     eprintln!("{} acknowledged before SIGKILL, {} stored after reopen", acked.len(), all.len());
 }

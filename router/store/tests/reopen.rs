@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use common::{destination, meta, payload};
 use ferry_core::bundle::{BundleId, BundleMeta};
 use ferry_core::store::{Store, StoreError, StoreStats};
-use ferry_store::RocksStore;
+use ferry_store::{RocksOptions, RocksStore};
 
 /// Checks that `s` holds exactly `want` (bundle bytes by metadata), through
 /// every read path.
@@ -113,6 +113,82 @@ fn large_bundles_go_to_blob_files() {
         .count();
     assert!(blobs > 0, "no blob files after flushing 2 MB of bundles");
     assert_eq!(s.get_bytes(&meta("dtn://src/", 7).id).unwrap().as_deref(), Some(&big[..]));
+}
+
+fn payload_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("payloads"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn bundles_above_the_file_threshold_live_in_payload_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || RocksOptions { file_threshold: 10_000, ..RocksOptions::default() };
+    let big = |seq: u64| -> Vec<u8> { (0..20_000 + seq as usize).map(|i| (i as u64 * 7 + seq) as u8).collect() };
+    let s = RocksStore::open_with(dir.path(), opts()).unwrap();
+    for seq in 0..3 {
+        s.put(&meta("dtn://src/", seq), &big(seq)).unwrap();
+    }
+    s.put(&meta("dtn://src/", 9), b"small").unwrap();
+    assert_eq!(payload_files(dir.path()).len(), 3, "one file per big bundle, none for the small one");
+    assert_eq!(s.get_bytes(&meta("dtn://src/", 1).id).unwrap(), Some(big(1)));
+    let stats = s.stats().unwrap();
+    assert_eq!((stats.bundles, stats.bytes), (4, (0..3).map(|q| big(q).len() as u64).sum::<u64>() + 5));
+
+    // New metadata leaves the bytes where they are.
+    let mut m = meta("dtn://src/", 0);
+    m.forwarded_to.push("dtn://peer/".parse().unwrap());
+    assert!(s.update_meta(&m).unwrap());
+    assert_eq!(s.get_bytes(&m.id).unwrap(), Some(big(0)));
+    // Replacing a bundle's bytes swaps its file; deleting one removes its file.
+    let before = payload_files(dir.path());
+    s.put(&meta("dtn://src/", 2), &big(7)).unwrap();
+    assert!(s.delete(&meta("dtn://src/", 1).id).unwrap());
+    let after = payload_files(dir.path());
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert_eq!(after.iter().filter(|n| before.contains(n)).count(), 1, "only bundle 0's file is the same");
+    assert_eq!(s.get_bytes(&meta("dtn://src/", 2).id).unwrap(), Some(big(7)));
+    assert_eq!(s.get_bytes(&meta("dtn://src/", 1).id).unwrap(), None);
+    drop(s);
+
+    // What a crash leaves (a file no record points to, a half-written one)
+    // goes at the next open; the rest is read back, also with another threshold.
+    std::fs::write(dir.path().join("payloads/00000000000000ff.bundle"), b"orphan").unwrap();
+    std::fs::write(dir.path().join("payloads/junk"), b"?").unwrap();
+    let s = RocksStore::open(dir.path()).unwrap();
+    assert_eq!(payload_files(dir.path()), after);
+    assert_eq!(s.get_meta(&m.id).unwrap().unwrap().forwarded_to, m.forwarded_to);
+    assert_eq!(s.get_bytes(&m.id).unwrap(), Some(big(0)));
+    assert_eq!(s.get_bytes(&meta("dtn://src/", 2).id).unwrap(), Some(big(7)));
+    assert_eq!(s.get_bytes(&meta("dtn://src/", 9).id).unwrap().as_deref(), Some(&b"small"[..]));
+    assert_eq!(s.stats().unwrap().bundles, 3);
+    // New files do not reuse the names of files that are there.
+    drop(s);
+    let s = RocksStore::open_with(dir.path(), opts()).unwrap();
+    s.put(&meta("dtn://src/", 20), &big(20)).unwrap();
+    assert_eq!(payload_files(dir.path()).len(), 3);
+    assert!(s.delete_many(&[meta("dtn://src/", 0).id, meta("dtn://src/", 2).id]).unwrap().iter().all(|&f| f));
+    assert_eq!(payload_files(dir.path()).len(), 1);
+}
+
+#[test]
+fn a_payload_file_that_went_missing_is_an_error_not_a_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = RocksStore::open_with(dir.path(), RocksOptions { file_threshold: 100, ..RocksOptions::default() }).unwrap();
+    let m = meta("dtn://src/", 1);
+    s.put(&m, &[7; 1000]).unwrap();
+    let name = payload_files(dir.path()).pop().unwrap();
+    std::fs::write(dir.path().join("payloads").join(&name), [7; 10]).unwrap();
+    let err = s.get_bytes(&m.id).unwrap_err().to_string();
+    assert!(err.contains("holds 10 bytes, its record says 1000"), "{err}");
+    std::fs::remove_file(dir.path().join("payloads").join(&name)).unwrap();
+    let err = s.get_bytes(&m.id).unwrap_err().to_string();
+    assert!(err.contains(&name), "{err}");
+    assert!(s.delete(&m.id).unwrap(), "a damaged bundle can still be deleted");
 }
 
 #[test]
