@@ -299,8 +299,9 @@ impl Shared {
             Ok(bytes) => Ok(Some(bytes)),
             // Deleted since its record was read: gone, as a reader a moment
             // later would see it.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound
-                && self.db.get_pinned_cf(self.cf(Cf::Bundles)?, key).map_err(engine)?.is_none() =>
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && self.db.get_pinned_cf(self.cf(Cf::Bundles)?, key).map_err(engine)?.is_none() =>
             {
                 Ok(None)
             }
