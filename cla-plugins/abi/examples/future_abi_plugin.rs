@@ -24,6 +24,7 @@ pub extern "C" fn ferry_cla_descriptor() -> *const ferry_cla_abi::FerryClaDescri
     static DESCRIPTOR: ferry_cla_abi::FerryClaDescriptor = {
         let mut d = ferry_cla_abi::plugin::descriptor::<Future>();
         d.abi_major = ferry_cla_abi::ABI_MAJOR + 1;
+        d.abi_minor = 0;
         d
     };
     &DESCRIPTOR

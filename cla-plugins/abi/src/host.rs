@@ -64,6 +64,8 @@ pub struct Plugin {
     name: String,
     version: String,
     desc: *const FerryClaDescriptor,
+    /// The descriptor's `size`: which of the fields after ABI 1.0 it has.
+    size: usize,
     // Declared after `desc`, dropped after everything that uses it.
     _lib: Option<libloading::Library>,
 }
@@ -111,7 +113,7 @@ impl Plugin {
         if major != ABI_MAJOR {
             return Err(LoadError::AbiMismatch { path, major, minor, ours: ABI_MAJOR });
         }
-        let needed = std::mem::size_of::<FerryClaDescriptor>();
+        let needed = crate::DESCRIPTOR_1_0_SIZE;
         if (size as usize) < needed {
             return Err(LoadError::DescriptorTooSmall { path, size, needed });
         }
@@ -123,7 +125,7 @@ impl Plugin {
             }
         };
         let (name, version) = unsafe { (text((*desc).name), text((*desc).version)) };
-        Ok(Arc::new(Plugin { name, version, desc, _lib: lib }))
+        Ok(Arc::new(Plugin { name, version, desc, size: size as usize, _lib: lib }))
     }
 
     pub fn name(&self) -> &str {
@@ -137,6 +139,19 @@ impl Plugin {
     fn desc(&self) -> &FerryClaDescriptor {
         // Valid while self (and so the library) lives.
         unsafe { &*self.desc }
+    }
+
+    /// The ABI 1.1 `preparing` entry point, if the descriptor is big enough
+    /// to have the field and the plugin set it.
+    fn preparing(&self) -> Option<unsafe extern "C" fn(*mut std::ffi::c_void, u64, i64)> {
+        let end = std::mem::offset_of!(FerryClaDescriptor, preparing)
+            + std::mem::size_of::<Option<unsafe extern "C" fn(*mut std::ffi::c_void, u64, i64)>>();
+        if self.size < end {
+            return None;
+        }
+        // In bounds (checked above); read through the raw pointer, field by
+        // field, as for a descriptor of any size.
+        unsafe { std::ptr::addr_of!((*self.desc).preparing).read() }
     }
 
     /// Creates an instance with the plugin's TOML settings.
@@ -263,6 +278,17 @@ impl Instance {
     pub fn verdict(&self, token: u64, verdict: Verdict) {
         if self.check().is_ok() {
             unsafe { (self.plugin.desc().verdict)(self.inst, token, verdict.code()) }
+        }
+    }
+
+    /// Tells the plugin that `delta` more (negative: fewer) transmissions to
+    /// `peer` are being prepared (ABI 1.1); nothing if the plugin predates it.
+    pub fn preparing(&self, peer: u64, delta: i64) {
+        if self.check().is_err() {
+            return;
+        }
+        if let Some(f) = self.plugin.preparing() {
+            unsafe { f(self.inst, peer, delta) }
         }
     }
 

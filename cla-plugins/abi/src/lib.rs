@@ -10,7 +10,7 @@
 //!   `libloading`, or in-process for tests and the simulator), checking its
 //!   version, and calling it safely.
 //!
-//! # The ABI, version 1.0
+//! # The ABI, version 1.1
 //!
 //! A plugin is a shared library exporting one symbol,
 //!
@@ -20,12 +20,13 @@
 //!
 //! returning a pointer to a static [`FerryClaDescriptor`]. The host checks,
 //! before it touches anything else, that `abi_major` equals its own
-//! [`ABI_MAJOR`] and that `size` covers the fields it knows. Fields are only
-//! ever appended (a minor version bump), never reordered or removed (that is a
-//! major bump).
+//! [`ABI_MAJOR`] and that `size` covers the fields of version 1.0
+//! ([`DESCRIPTOR_1_0_SIZE`]); it reads a later field only if `size` covers
+//! it. Fields are only ever appended (a minor version bump), never reordered
+//! or removed (that is a major bump). Version 1.1 appended `preparing`.
 //!
-//! Lifecycle: `create(config) → start → (transmit | verdict | connect)* →
-//! stop → destroy`. `create` receives the plugin's own settings as TOML text
+//! Lifecycle: `create(config) → start → (transmit | verdict | connect |
+//! preparing)* → stop → destroy`. `create` receives the plugin's own settings as TOML text
 //! and a [`FerryHost`] with the host's callbacks; it returns an opaque
 //! instance pointer that every other call takes. After `stop` returns the
 //! plugin makes no more callbacks.
@@ -38,7 +39,7 @@
 //!   [`FERRY_ERR_PANIC`]; a C plugin must not `longjmp` out of a callback.
 //! - **Threads.** A plugin runs its own threads and may call the host's
 //!   callbacks from any of them, concurrently. The host may call `transmit`,
-//!   `verdict` and `connect` from any thread, concurrently; they must not
+//!   `verdict`, `connect` and `preparing` from any thread, concurrently; they must not
 //!   block for long (queue the work).
 //! - **Durability.** `bundle_received` hands the host a bundle together with a
 //!   plugin-chosen `token`. The plugin must not acknowledge the bundle to its
@@ -61,8 +62,9 @@ pub use plugin::{Cla, Host, Outcome, PeerUp, Verdict};
 
 /// ABI major version: a host refuses a plugin whose major differs.
 pub const ABI_MAJOR: u16 = 1;
-/// ABI minor version: grows when fields are appended.
-pub const ABI_MINOR: u16 = 0;
+/// ABI minor version: grows when fields are appended. 1.1 appended
+/// [`FerryClaDescriptor::preparing`].
+pub const ABI_MINOR: u16 = 1;
 /// The symbol every plugin exports.
 pub const DESCRIPTOR_SYMBOL: &str = "ferry_cla_descriptor";
 
@@ -188,7 +190,21 @@ pub struct FerryClaDescriptor {
     pub stop: unsafe extern "C" fn(instance: *mut c_void),
     /// Frees the instance.
     pub destroy: unsafe extern "C" fn(instance: *mut c_void),
+    // ---- ABI 1.1 ----
+    /// Optional (null: the plugin does not care): the host has decided on
+    /// `delta` more transmissions to `peer` that it has not handed over yet
+    /// (it is reading them from its store), or, with a negative `delta`,
+    /// that it handed them over (`transmit` was called first) or dropped
+    /// them. The running sum per peer is what is still on its way. A plugin
+    /// that reports progress (the USB-folder plugin's `ferry usb sync`) uses
+    /// it so as not to call a sync done while bundles are still coming.
+    /// Must not block. A host reads this field only from a descriptor whose
+    /// `size` covers it (plugins built for ABI 1.0 have no such field).
+    pub preparing: Option<unsafe extern "C" fn(instance: *mut c_void, peer: u64, delta: i64)>,
 }
+
+/// The size of an ABI 1.0 descriptor: the least a host accepts.
+pub const DESCRIPTOR_1_0_SIZE: usize = std::mem::offset_of!(FerryClaDescriptor, preparing);
 
 // The descriptor is immutable static data; its pointers are to static strings.
 unsafe impl Sync for FerryClaDescriptor {}

@@ -188,6 +188,10 @@ pub trait Cla: Send + Sync + Sized + 'static {
     }
     /// Stops everything; no callbacks after it returns.
     fn stop(&self);
+    /// `delta` more (negative: fewer) transmissions to `peer` are on their
+    /// way from the host (ABI 1.1, [`crate::FerryClaDescriptor::preparing`]).
+    /// Most plugins ignore it.
+    fn preparing(&self, _peer: u64, _delta: i64) {}
 }
 
 /// Writes `msg` into the caller's error buffer (truncated at a char boundary).
@@ -314,6 +318,12 @@ unsafe extern "C" fn connect<T: Cla>(inst: *mut c_void, addr: *const u8, len: us
     status(catch_unwind(AssertUnwindSafe(|| cla.connect(addr))), err, "connect")
 }
 
+unsafe extern "C" fn preparing<T: Cla>(inst: *mut c_void, peer: u64, delta: i64) {
+    if let Some(cla) = unsafe { instance::<T>(inst) } {
+        let _ = catch_unwind(AssertUnwindSafe(|| cla.preparing(peer, delta)));
+    }
+}
+
 unsafe extern "C" fn stop<T: Cla>(inst: *mut c_void) {
     if let Some(cla) = unsafe { instance::<T>(inst) } {
         let _ = catch_unwind(AssertUnwindSafe(|| cla.stop()));
@@ -341,6 +351,7 @@ pub const fn descriptor<T: Cla>() -> FerryClaDescriptor {
         connect: connect::<T>,
         stop: stop::<T>,
         destroy: destroy::<T>,
+        preparing: Some(preparing::<T>),
     }
 }
 

@@ -163,6 +163,9 @@ impl ferry_cla_abi::Cla for InProcess {
     }
     fn verdict(&self, _token: u64, _verdict: Verdict) {}
     fn stop(&self) {}
+    fn preparing(&self, peer: u64, delta: i64) {
+        self.host.info(&format!("preparing peer={peer} delta={delta}"));
+    }
 }
 
 static IN_PROCESS: ferry_cla_abi::FerryClaDescriptor = ferry_cla_abi::plugin::descriptor::<InProcess>();
@@ -181,4 +184,35 @@ fn in_process_plugins_use_the_same_path() {
     );
     let err = inst.connect("x").unwrap_err();
     assert!(err.to_string().contains("does not connect"), "{err}");
+}
+
+/// The same plugin as built for ABI 1.0: its descriptor ends before
+/// `preparing`, so the host must neither read nor call it.
+static AS_ABI_1_0: ferry_cla_abi::FerryClaDescriptor = ferry_cla_abi::FerryClaDescriptor {
+    abi_minor: 0,
+    size: ferry_cla_abi::DESCRIPTOR_1_0_SIZE as u32,
+    ..ferry_cla_abi::plugin::descriptor::<InProcess>()
+};
+
+#[test]
+fn preparing_reaches_a_1_1_plugin_and_skips_a_1_0_one() {
+    let rec = Arc::new(Recorder::default());
+    let inst = Plugin::in_process(&IN_PROCESS).unwrap().instantiate("dtn://host/", "", rec.clone()).unwrap();
+    inst.preparing(4, 3);
+    inst.preparing(4, -1);
+    assert_eq!(rec.events()[1..], ["log 3 preparing peer=4 delta=3", "log 3 preparing peer=4 delta=-1"]);
+
+    let rec = Arc::new(Recorder::default());
+    let old = Plugin::in_process(&AS_ABI_1_0).expect("a 1.0 descriptor still loads");
+    let inst = old.instantiate("dtn://host/", "", rec.clone()).unwrap();
+    inst.preparing(4, 3);
+    inst.transmit(4, 1, b"x").unwrap();
+    assert_eq!(rec.events()[1..], ["received peer=4 token=1 x", "done 1 Refused"]);
+
+    let too_small = ferry_cla_abi::FerryClaDescriptor {
+        size: ferry_cla_abi::DESCRIPTOR_1_0_SIZE as u32 - 8,
+        ..ferry_cla_abi::plugin::descriptor::<InProcess>()
+    };
+    let err = Plugin::in_process(Box::leak(Box::new(too_small))).err().unwrap();
+    assert!(matches!(err, LoadError::DescriptorTooSmall { .. }), "{err}");
 }

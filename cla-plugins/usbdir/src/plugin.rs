@@ -93,6 +93,9 @@ struct Queue {
     written: HashSet<(PathBuf, String, String)>,
     /// Writes being made durable right now, per folder.
     flushing: HashMap<PathBuf, usize>,
+    /// Transmissions the host has decided on but not handed over yet (it is
+    /// reading them from its store), per peer handle.
+    coming: HashMap<u64, i64>,
 }
 
 /// A bundle written to a `.part` file, to be synced and renamed.
@@ -227,6 +230,15 @@ impl Cla for UsbDir {
     fn verdict(&self, token: u64, verdict: Verdict) {
         lock(&self.shared.queue).verdicts.push((token, verdict));
         self.shared.wake.notify_one();
+    }
+
+    fn preparing(&self, peer: u64, delta: i64) {
+        let mut q = lock(&self.shared.queue);
+        let n = q.coming.entry(peer).or_default();
+        *n = n.saturating_add(delta);
+        if *n <= 0 {
+            q.coming.remove(&peer);
+        }
     }
 
     fn connect(&self, address: &str) -> Result<(), String> {
@@ -769,7 +781,17 @@ impl Worker {
 
     /// Updates a sync request's status file on the folder.
     fn report_sync(&mut self, i: usize, waiting: Option<usize>) {
-        let flushing = lock(&self.shared.queue).flushing.get(&self.roots[i].path).copied().unwrap_or(0);
+        let (flushing, coming) = {
+            let q = lock(&self.shared.queue);
+            let root = &self.roots[i].path;
+            let coming: i64 = q
+                .coming
+                .iter()
+                .filter(|(peer, _)| q.peers.get(peer).is_some_and(|(r, _)| r == root))
+                .map(|(_, n)| *n)
+                .sum();
+            (q.flushing.get(root).copied().unwrap_or(0), coming)
+        };
         let root = &mut self.roots[i];
         let Some(s) = &mut root.sync else { return };
         match waiting {
@@ -779,7 +801,9 @@ impl Worker {
             }
             Some(w) => {
                 s.status.waiting = w as u64;
-                if s.moved || w > 0 || flushing > 0 {
+                // Still busy: something moved, files wait to be read, writes
+                // are being synced, or the host is reading bundles for it.
+                if s.moved || w > 0 || flushing > 0 || coming > 0 {
                     s.quiet = 0;
                 } else {
                     s.quiet += 1;
@@ -921,6 +945,78 @@ mod tests {
                 verify(&hash, &std::fs::read(&e.path).unwrap(), 0).unwrap();
             }
         }
+    }
+
+    /// Records what the plugin tells its host.
+    #[derive(Default)]
+    struct Host {
+        peers: Mutex<HashMap<u64, String>>,
+        done: Mutex<Vec<(u64, Outcome)>>,
+    }
+
+    impl ferry_cla_abi::host::HostCallbacks for Host {
+        fn bundle_received(&self, _peer: u64, _bundle: &[u8], _token: u64) {}
+        fn peer_up(&self, peer: u64, info: PeerUp<'_>) {
+            lock(&self.peers).insert(peer, info.node_id.to_owned());
+        }
+        fn peer_down(&self, peer: u64) {
+            lock(&self.peers).remove(&peer);
+        }
+        fn transmit_done(&self, transmit: u64, outcome: Outcome) {
+            lock(&self.done).push((transmit, outcome));
+        }
+        fn log(&self, _level: i32, _msg: &str) {}
+    }
+
+    fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(t) = f() {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A sync request is not done while the host says bundles for the
+    /// folder's peers are still being read from its store (a big bundle
+    /// takes a while): it ends only after they were written.
+    #[test]
+    fn a_sync_waits_for_the_bundles_the_host_is_still_preparing() {
+        let stick = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(stick.path().join(name::encode_node("dtn://b/").unwrap())).unwrap();
+        let plugin = ferry_cla_abi::host::Plugin::in_process(&DESCRIPTOR).unwrap();
+        let host = Arc::new(Host::default());
+        let config = format!("path = \"{}\"\nstate_dir = \"{}\"\n", stick.path().display(), state.path().display());
+        let inst = plugin.instantiate("dtn://me/", &config, host.clone()).unwrap();
+        inst.start().unwrap();
+        let peer = wait_for("the stick's peer dtn://b/", || {
+            lock(&host.peers).iter().find(|(_, n)| n.as_str() == "dtn://b/").map(|(p, _)| *p)
+        });
+        // The host decides to send one bundle and starts reading it.
+        inst.preparing(peer, 1);
+        inst.connect(&format!("usbdir-sync:n1:{}", stick.path().display())).unwrap();
+        let status_file = stick.path().join(name::encode_node("dtn://me/").unwrap()).join(SYNC_STATUS_FILE);
+        // Six polls (QUIET_POLLS is 2): without the hint it would be done.
+        std::thread::sleep(SYNC_POLL * 6);
+        let status = SyncStatus::read(&status_file).expect("a progress report");
+        assert!(!status.done, "done while a bundle was still coming: {status:?}");
+
+        let bytes = BundleBuilder::new(
+            "dtn://me/".parse().unwrap(),
+            "dtn://b/in".parse().unwrap(),
+            CreationTimestamp { time: 1_000, seq: 1 },
+            60_000,
+        )
+        .build(b"read at last");
+        inst.transmit(peer, 77, &bytes).unwrap();
+        inst.preparing(peer, -1);
+        let status = wait_for("the sync to end", || SyncStatus::read(&status_file).filter(|s| s.done));
+        assert_eq!((status.written, &status.error), (1, &None), "{status:?}");
+        assert_eq!(*lock(&host.done), [(77, Outcome::Sent)]);
+        inst.stop();
     }
 
     #[test]

@@ -18,6 +18,10 @@ pub trait Cla: Send + Sync {
     /// was not queued, and this is the outcome. Must not block.
     fn transmit(&self, peer: PeerId, id: &BundleId, bundles: &[Vec<u8>]) -> Result<(), TransmitOutcome>;
 
+    /// `delta` more (negative: fewer) transmissions to `peer` are being read
+    /// from the store and will follow (see the plugin ABI's `preparing`).
+    fn preparing(&self, _peer: PeerId, _delta: i64) {}
+
     /// Asks a convergence layer to reach a peer URL (`/peers/add`); returns
     /// the name of the one that took it.
     fn connect(&self, url: &str) -> Result<String, String> {

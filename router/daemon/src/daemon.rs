@@ -359,6 +359,11 @@ struct PendingWrite {
 /// waited on them (failures are rare: a failing disk).
 const FAILED_WRITES_KEPT: usize = 4096;
 
+/// Bundles to transmit that are not in memory are read from the store in
+/// chunks of about this many bytes (a bigger bundle alone), each handed to its
+/// convergence layer as soon as its chunk is read.
+const LOAD_CHUNK_BYTES: usize = 8 << 20;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section here is a few map operations that leave the data
     // consistent; a panic in one must not take the daemon down with it.
@@ -738,28 +743,52 @@ impl Daemon {
 
     async fn transmit(&self, orders: Vec<Transmit>) -> Vec<Action> {
         // Bundles just stored are usually still in memory: those are
-        // prepared here; the rest are read in one trip to the blocking pool.
+        // prepared here; the rest are read from the store a few at a time
+        // (at most LOAD_CHUNK_BYTES in memory) and each is handed over as
+        // soon as it is read, so that big bundles go out one after another
+        // rather than all after the last is read.
         let cached: Vec<Option<Arc<[u8]>>> = orders.iter().map(|o| self.in_memory(&o.id)).collect();
         let mut queued: Vec<Option<Result<(), TransmitOutcome>>> = orders
             .iter()
             .zip(&cached)
             .map(|(order, bytes)| bytes.as_ref().map(|b| self.hand_to_cla(order, Ok(Some(b)))))
             .collect();
-        let misses: Vec<Transmit> =
-            orders.iter().zip(&cached).filter(|(_, c)| c.is_none()).map(|(o, _)| o.clone()).collect();
-        if !misses.is_empty() {
+        let misses: Vec<usize> = (0..orders.len()).filter(|&i| cached[i].is_none()).collect();
+        // The plugins hear what is still on its way (`ferry usb sync` must not
+        // call a stick done while a bundle for it is being read).
+        let mut per_peer: HashMap<PeerId, i64> = HashMap::new();
+        for &i in &misses {
+            *per_peer.entry(orders[i].peer).or_default() += 1;
+        }
+        for (&peer, &n) in &per_peer {
+            self.cla.preparing(peer, n);
+        }
+        let mut next = 0;
+        while next < misses.len() {
+            let chunk: Vec<Transmit> = misses[next..].iter().map(|&i| orders[i].clone()).collect();
             let store = Arc::clone(&self.store);
-            let n = misses.len();
-            let loaded = blocking(move || misses.iter().map(|o| store.get_bytes(&o.id)).collect::<Vec<_>>())
-                .await
-                .unwrap_or_else(|e| (0..n).map(|_| Err(StoreError::Engine(e.to_string()))).collect());
-            let mut loaded = loaded.into_iter();
-            for (order, slot) in orders.iter().zip(queued.iter_mut()) {
-                if slot.is_none() {
-                    let bytes = loaded.next().unwrap_or(Ok(None));
-                    *slot =
-                        Some(self.hand_to_cla(order, bytes.as_ref().map(|b| b.as_deref()).map_err(|e| e.to_string())));
+            let loaded = blocking(move || {
+                let mut out = Vec::new();
+                let mut bytes = 0;
+                for o in &chunk {
+                    let b = store.get_bytes(&o.id);
+                    bytes += b.as_ref().ok().and_then(|b| b.as_ref()).map_or(0, Vec::len);
+                    out.push(b);
+                    if bytes >= LOAD_CHUNK_BYTES {
+                        break;
+                    }
                 }
+                out
+            })
+            .await
+            .unwrap_or_else(|e| vec![Err(StoreError::Engine(e.to_string()))]);
+            for bytes in loaded {
+                let i = misses[next];
+                next += 1;
+                let order = &orders[i];
+                queued[i] =
+                    Some(self.hand_to_cla(order, bytes.as_ref().map(|b| b.as_deref()).map_err(|e| e.to_string())));
+                self.cla.preparing(order.peer, -1);
             }
         }
         // Queued ones report back through `transmitted`; the rest end now.

@@ -299,6 +299,13 @@ impl Cla for ClaHost {
         }
     }
 
+    fn preparing(&self, peer: PeerId, delta: i64) {
+        let slot = (peer.0 >> HANDLE_BITS) as usize;
+        if let Some(slot) = self.slots().get(slot) {
+            slot.instance.preparing(peer.0 & HANDLE_MASK, delta);
+        }
+    }
+
     fn transmit(&self, peer: PeerId, id: &BundleId, bundles: &[Vec<u8>]) -> Result<(), TransmitOutcome> {
         let slot = (peer.0 >> HANDLE_BITS) as usize;
         let handle = peer.0 & HANDLE_MASK;
