@@ -556,7 +556,9 @@ impl<'s> Sim<'s> {
                 }
                 // The node keeps the metadata; see the module docs.
                 Action::UpdateMeta(_) => {}
-                Action::Delete { id, reason } => {
+                // The node remembers delivered IDs itself; nothing to store.
+                Action::ForgetDelivered(_) => {}
+                Action::Delete { id, reason, .. } => {
                     let node = &mut self.nodes[n];
                     if let Some(Held { order, at, size, .. }) = node.arrival.remove(&id) {
                         node.held.remove(&order);

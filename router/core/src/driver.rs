@@ -92,6 +92,9 @@ impl<S: Store> SyncDriver<S> {
                     self.fail(&id, e.to_string());
                 }
             }
+            // The node remembers delivered IDs in memory; this driver's
+            // stores (in memory, for tests and the simulator) keep none.
+            Action::ForgetDelivered(_) => {}
             Action::Deliver { id, endpoint } => match self.store.get_bytes(&id) {
                 Ok(Some(bytes)) => {
                     self.delivered.push_back(Delivery { endpoint, id: id.clone(), bytes });

@@ -23,6 +23,15 @@
 //! it calls [`Node::handle_write_failed`] and the bundle, never
 //! acknowledged, is dropped (its sender still has it).
 //!
+//! A bundle delivered here is remembered, by ID, until it expires (at most
+//! [`NodeConfig::delivered_memory`] of them, those expiring first forgotten
+//! first): a copy that arrives again — a peer that crashed before it
+//! recorded the forwarding sends it again — is a duplicate, not a second
+//! delivery. The driver persists what is remembered with the deletion
+//! ([`Action::Delete`]'s `delivered`), drops what is forgotten
+//! ([`Action::ForgetDelivered`]) and hands it back at start-up
+//! ([`Node::handle_recovered_delivered`]).
+//!
 //! Every deletion, whatever its reason (expiry, hop limit, a block's flags, an
 //! operator's request), goes through one path that sends the deletion status
 //! report when the bundle asked for one (the bug of dtn7-rs #85 is expiry
@@ -59,6 +68,10 @@ pub struct NodeConfig {
     /// and to those it receives for its own endpoints; `None`: security
     /// blocks pass through unprocessed.
     pub security: Option<Box<dyn SecurityPolicy>>,
+    /// How many delivered bundles' IDs the node remembers (until each
+    /// bundle's expiry) to refuse copies that arrive again. Default 100,000
+    /// (some 10 MB).
+    pub delivered_memory: usize,
 }
 
 /// A node's BPSec policy, handed in by the driver like the router: what to
@@ -134,6 +147,7 @@ impl NodeConfig {
             default_hop_limit: Some(32),
             accept_unprotected_primary: true,
             security: None,
+            delivered_memory: 100_000,
         }
     }
 }
@@ -145,8 +159,11 @@ pub enum Action {
     Persist { meta: BundleMeta, bytes: Vec<u8> },
     /// Replace the stored metadata of a bundle.
     UpdateMeta(BundleMeta),
-    /// Remove the bundle from the store.
-    Delete { id: BundleId, reason: Option<ReasonCode> },
+    /// Remove the bundle from the store. With `delivered`, it was delivered
+    /// here: remember its ID until that time (its expiry), in the same write.
+    Delete { id: BundleId, reason: Option<ReasonCode>, delivered: Option<DtnTime> },
+    /// Forget these delivered bundles' IDs (expired, or memory full).
+    ForgetDelivered(Vec<BundleId>),
     /// Hand the bundle to the application registered on `endpoint`; call
     /// [`Node::handle_delivered`] once the application has it.
     Deliver { id: BundleId, endpoint: Eid },
@@ -329,6 +346,11 @@ enum Kind {
     Deleted,
 }
 
+/// The expiry time of a bundle the node holds.
+fn entry_expiry(bundles: &HashMap<BundleId, Entry>, id: &BundleId) -> Option<DtnTime> {
+    bundles.get(id).map(|e| e.meta.expires_at)
+}
+
 /// Identity of an ADU whose fragments are being collected.
 type AduKey = (Eid, CreationTimestamp);
 
@@ -355,6 +377,10 @@ pub struct Node {
     actions: VecDeque<Action>,
     stats: NodeStats,
     security: Option<Box<dyn SecurityPolicy>>,
+    /// Delivered bundles, until their expiry (see the module docs).
+    delivered: HashMap<BundleId, DtnTime>,
+    delivered_by_expiry: BTreeSet<(DtnTime, BundleId)>,
+    delivered_memory: usize,
 }
 
 impl Node {
@@ -377,6 +403,9 @@ impl Node {
             actions: VecDeque::new(),
             stats: NodeStats::default(),
             security: cfg.security,
+            delivered: HashMap::new(),
+            delivered_by_expiry: BTreeSet::new(),
+            delivered_memory: cfg.delivered_memory,
         }
     }
 
@@ -406,6 +435,11 @@ impl Node {
 
     pub fn contains(&self, id: &BundleId) -> bool {
         self.bundles.contains_key(id)
+    }
+
+    /// Whether a bundle with this ID was delivered here (and is remembered).
+    pub fn was_delivered(&self, id: &BundleId) -> bool {
+        self.delivered.contains_key(id)
     }
 
     pub fn meta(&self, id: &BundleId) -> Option<&BundleMeta> {
@@ -444,13 +478,21 @@ impl Node {
     pub fn poll_timeout(&self) -> Option<DtnTime> {
         let expiry = self.expiry.first_key_value().map(|((t, _), _)| t.saturating_add(1));
         let retry = self.retry_at.first().map(|(t, _)| *t);
-        match (expiry, retry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let forget = self.delivered_by_expiry.first().map(|(t, _)| t.saturating_add(1));
+        [expiry, retry, forget].into_iter().flatten().min()
     }
 
     // ----- inputs -----
+
+    /// A delivered bundle's ID found in the store at start-up, remembered
+    /// until `until`; one that has expired meanwhile is forgotten.
+    pub fn handle_recovered_delivered(&mut self, now: DtnTime, id: BundleId, until: DtnTime) {
+        if until < now {
+            self.actions.push_back(Action::ForgetDelivered(vec![id]));
+        } else {
+            self.remember_delivered(id, until);
+        }
+    }
 
     /// A bundle found in the store at start-up. No reports, no persist: it is
     /// already stored. Routing and delivery resume as for a fresh arrival.
@@ -627,7 +669,32 @@ impl Node {
         }
         self.stats.delivered += 1;
         self.report(now, id, Kind::Delivered, ReasonCode::NoInformation);
-        self.discard(id);
+        let until = entry_expiry(&self.bundles, id);
+        if let Some(until) = until {
+            self.remember_delivered(id.clone(), until);
+        }
+        self.remove_as(id, None, until);
+    }
+
+    /// Remembers a delivered bundle's ID until `until`, forgetting the ones
+    /// that expire first if memory is full.
+    fn remember_delivered(&mut self, id: BundleId, until: DtnTime) {
+        if self.delivered_memory == 0 {
+            return;
+        }
+        if let Some(old) = self.delivered.insert(id.clone(), until) {
+            self.delivered_by_expiry.remove(&(old, id.clone()));
+        }
+        self.delivered_by_expiry.insert((until, id));
+        let mut forgotten = vec![];
+        while self.delivered.len() > self.delivered_memory {
+            let Some((_, first)) = self.delivered_by_expiry.pop_first() else { break };
+            self.delivered.remove(&first);
+            forgotten.push(first);
+        }
+        if !forgotten.is_empty() {
+            self.actions.push_back(Action::ForgetDelivered(forgotten));
+        }
     }
 
     /// A delivery did not happen after all (the application went away before
@@ -735,6 +802,18 @@ impl Node {
             self.delete(now, &id, ReasonCode::LifetimeExpired);
         }
         self.expiry.extend(still_writing);
+        let mut forgotten = vec![];
+        while let Some((t, _)) = self.delivered_by_expiry.first() {
+            if *t >= now {
+                break;
+            }
+            let Some((_, id)) = self.delivered_by_expiry.pop_first() else { break };
+            self.delivered.remove(&id);
+            forgotten.push(id);
+        }
+        if !forgotten.is_empty() {
+            self.actions.push_back(Action::ForgetDelivered(forgotten));
+        }
         let mut due = vec![];
         while let Some((t, id)) = self.retry_at.first().cloned() {
             if t > now {
@@ -801,7 +880,10 @@ impl Node {
         from: Option<PeerId>,
     ) -> Result<BundleId, Rejected> {
         let id = bundle.id();
-        if self.bundles.contains_key(&id) {
+        let delivered = !self.delivered.is_empty()
+            && (self.delivered.contains_key(&id)
+                || (id.fragment.is_some() && self.delivered.contains_key(&BundleId { fragment: None, ..id.clone() })));
+        if delivered || self.bundles.contains_key(&id) {
             self.stats.duplicates += 1;
             return Err(Rejected::Duplicate(id));
         }
@@ -1033,6 +1115,10 @@ impl Node {
     }
 
     fn remove(&mut self, id: &BundleId, reason: Option<ReasonCode>) {
+        self.remove_as(id, reason, None);
+    }
+
+    fn remove_as(&mut self, id: &BundleId, reason: Option<ReasonCode>, delivered: Option<DtnTime>) {
         let Some(entry) = self.bundles.remove(id) else { return };
         self.expiry.remove(&(entry.meta.expires_at, entry.order));
         if let Some(t) = entry.retry_at {
@@ -1047,7 +1133,7 @@ impl Node {
                 }
             }
         }
-        self.actions.push_back(Action::Delete { id: id.clone(), reason });
+        self.actions.push_back(Action::Delete { id: id.clone(), reason, delivered });
     }
 
     fn report(&mut self, now: DtnTime, id: &BundleId, kind: Kind, reason: ReasonCode) {

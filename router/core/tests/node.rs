@@ -534,3 +534,55 @@ fn spray_copies_travel_in_the_bundle_and_come_back_when_a_transmission_fails() {
     // What a keeps after the peer has its half is stored, for a restart.
     assert_eq!(a.store.get_meta(&id).unwrap().unwrap().copies, Some(4));
 }
+
+/// A copy of a bundle delivered here that arrives again (its sender crashed
+/// before it recorded the forwarding) is a duplicate until the bundle
+/// expires; the deletion carries the memory for the store, and expiry or a
+/// full memory tell the store to forget.
+#[test]
+fn a_delivered_bundle_that_arrives_again_is_a_duplicate_until_it_expires() {
+    let mut cfg = NodeConfig::new(eid("dtn://a/"), Box::new(Epidemic));
+    cfg.delivered_memory = 2;
+    let mut n = Node::new(cfg);
+    n.register(T0, eid("dtn://a/in"));
+    let bundle = |seq: u64, lifetime: u64| {
+        BundleBuilder::new(eid("dtn://x/"), eid("dtn://a/in"), CreationTimestamp { time: T0, seq }, lifetime)
+            .build(b"p")
+    };
+    let deliver = |n: &mut Node, bytes: Vec<u8>| {
+        let id = n.handle_received(T0, bytes, None).unwrap();
+        while n.poll_action().is_some() {}
+        n.handle_persisted(T0, &id, true);
+        assert!(matches!(n.poll_action(), Some(Action::Deliver { .. })));
+        n.handle_delivered(T0, &id);
+        id
+    };
+    let first = deliver(&mut n, bundle(1, 10_000));
+    let until = T0 + 10_000;
+    assert_eq!(n.poll_action(), Some(Action::Delete { id: first.clone(), reason: None, delivered: Some(until) }));
+    assert!(n.was_delivered(&first));
+    assert!(matches!(n.handle_received(T0 + 5, bundle(1, 10_000), None), Err(Rejected::Duplicate(_))));
+    assert_eq!(n.stats().delivered, 1);
+
+    // Memory full (2): the one expiring first is forgotten.
+    let second = deliver(&mut n, bundle(2, 20_000));
+    while n.poll_action().is_some() {}
+    let _third = deliver(&mut n, bundle(3, 30_000));
+    assert!(matches!(n.poll_action(), Some(Action::ForgetDelivered(f)) if f == vec![first.clone()]));
+    while n.poll_action().is_some() {}
+    assert!(!n.was_delivered(&first) && n.was_delivered(&second));
+
+    // Expired: forgotten, and taken again if it comes back (a new bundle for
+    // the node: an expired one is then deleted on arrival).
+    assert_eq!(n.poll_timeout(), Some(T0 + 20_001));
+    n.handle_timeout(T0 + 20_001);
+    assert_eq!(n.poll_action(), Some(Action::ForgetDelivered(vec![second.clone()])));
+    assert!(!n.was_delivered(&second));
+
+    // At start-up the store hands back what it remembered.
+    let mut n = Node::new(NodeConfig::new(eid("dtn://a/"), Box::new(Epidemic)));
+    n.handle_recovered_delivered(T0, first.clone(), until);
+    n.handle_recovered_delivered(T0, second.clone(), T0 - 1);
+    assert_eq!(n.poll_action(), Some(Action::ForgetDelivered(vec![second])));
+    assert!(matches!(n.handle_received(T0, bundle(1, 10_000), None), Err(Rejected::Duplicate(_))));
+}

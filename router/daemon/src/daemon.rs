@@ -84,6 +84,20 @@ pub trait DurableStore: Store {
     fn submit_delete_many(&self, ids: Vec<BundleId>, done: OnDurable) {
         done(ids.iter().try_for_each(|id| self.delete(id).map(|_| ())));
     }
+    /// Deletes bundles and, in the same batch, remembers those delivered
+    /// here until their time (see [`Node::handle_recovered_delivered`]). The
+    /// default remembers nothing.
+    fn submit_delete_and_remember(&self, ids: Vec<BundleId>, _delivered: Vec<(BundleId, DtnTime)>, done: OnDurable) {
+        self.submit_delete_many(ids, done)
+    }
+    /// Forgets delivered bundles.
+    fn submit_forget_delivered(&self, _ids: Vec<BundleId>, done: OnDurable) {
+        done(Ok(()))
+    }
+    /// The delivered bundles remembered, each with its time.
+    fn delivered(&self) -> Result<Vec<(BundleId, DtnTime)>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// How well group commit works: syncs and the writes they carried.
@@ -109,6 +123,15 @@ impl DurableStore for RocksStore {
     }
     fn submit_delete_many(&self, ids: Vec<BundleId>, done: OnDurable) {
         RocksStore::submit_delete_many(self, &ids, done)
+    }
+    fn submit_delete_and_remember(&self, ids: Vec<BundleId>, delivered: Vec<(BundleId, DtnTime)>, done: OnDurable) {
+        RocksStore::submit_delete_and_remember(self, &ids, &delivered, done)
+    }
+    fn submit_forget_delivered(&self, ids: Vec<BundleId>, done: OnDurable) {
+        RocksStore::submit_forget_delivered(self, &ids, done)
+    }
+    fn delivered(&self) -> Result<Vec<(BundleId, DtnTime)>, StoreError> {
+        RocksStore::delivered(self)
     }
 }
 
@@ -341,6 +364,8 @@ pub struct Daemon {
 struct Writing {
     /// A Delete came meanwhile: carried out once the write is done.
     delete_after: bool,
+    /// ...of a bundle delivered here, remembered until then.
+    delivered: Option<DtnTime>,
     /// Its bytes, when the node was told of it before the sync (see
     /// [`Daemon::persist`]): what forwards or delivers it reads them here.
     bytes: Option<Arc<[u8]>>,
@@ -434,11 +459,12 @@ impl Daemon {
         options: DaemonOptions,
     ) -> Result<Arc<Daemon>, DaemonError> {
         let s = Arc::clone(&store);
-        let (registrations, peers, metas) = blocking(move || -> Result<_, DaemonError> {
+        let (registrations, peers, metas, delivered) = blocking(move || -> Result<_, DaemonError> {
             let regs = s.get_state(STATE_REGISTRATIONS)?.unwrap_or_default();
             let peers = s.get_state(STATE_PEERS)?;
             let metas = s.all_meta()?;
-            Ok((regs, peers, metas))
+            let delivered = s.delivered()?;
+            Ok((regs, peers, metas, delivered))
         })
         .await??;
 
@@ -490,6 +516,9 @@ impl Daemon {
             }
             for eid in registrations {
                 node.register(now, eid);
+            }
+            for (id, until) in delivered {
+                node.handle_recovered_delivered(now, id, until);
             }
             for meta in metas {
                 node.handle_recovered(now, meta);
@@ -570,24 +599,41 @@ impl Daemon {
                         Err(e) => tracing::error!(bundle = %id, error = %e, "updating bundle metadata failed"),
                     }
                 }
-                Action::Delete { id, reason } => {
-                    tracing::debug!(bundle = %id, ?reason, "deleting bundle");
-                    if let Some(w) = lock(&self.persisting).get_mut(&id) {
-                        // Its write is still running: delete it once that is done.
-                        w.delete_after = true;
-                        continue;
-                    }
-                    let mut ids = vec![id];
-                    // Deletions come in runs (expiry): one batch, one sync.
-                    while let Some(Action::Delete { .. }) = work.front() {
-                        let Some(Action::Delete { id, reason }) = work.pop_front() else { break };
-                        tracing::debug!(bundle = %id, ?reason, "deleting bundle");
+                Action::Delete { id, reason, delivered } => {
+                    // Deletions come in runs (expiry, deliveries): one
+                    // batch, one sync. A bundle whose write still runs is
+                    // deleted once that is done.
+                    let (mut ids, mut remember) = (Vec::new(), Vec::new());
+                    let mut next = Some((id, reason, delivered));
+                    while let Some((id, reason, delivered)) = next.take() {
+                        tracing::debug!(bundle = %id, ?reason, delivered = delivered.is_some(), "deleting bundle");
                         match lock(&self.persisting).get_mut(&id) {
-                            Some(w) => w.delete_after = true,
-                            None => ids.push(id),
+                            Some(w) => {
+                                w.delete_after = true;
+                                w.delivered = delivered;
+                            }
+                            None => {
+                                if let Some(until) = delivered {
+                                    remember.push((id.clone(), until));
+                                }
+                                ids.push(id);
+                            }
+                        }
+                        if let Some(Action::Delete { .. }) = work.front() {
+                            if let Some(Action::Delete { id, reason, delivered }) = work.pop_front() {
+                                next = Some((id, reason, delivered));
+                            }
                         }
                     }
-                    self.delete_stored(ids).await;
+                    if !ids.is_empty() {
+                        self.delete_stored(ids, remember).await;
+                    }
+                }
+                Action::ForgetDelivered(ids) => {
+                    let n = ids.len();
+                    if let Err(e) = durable(|done| self.store.submit_forget_delivered(ids, done)).await {
+                        tracing::warn!(bundles = n, error = %e, "forgetting delivered bundles in the store failed");
+                    }
                 }
                 Action::Deliver { id, endpoint } if self.routing_endpoint.as_ref() == Some(&endpoint) => {
                     work.extend(Box::pin(self.take_routing_info(id)).await);
@@ -640,7 +686,7 @@ impl Daemon {
             let mut p = lock(&self.persisting);
             for (id, copy) in ids.iter().zip(&copies) {
                 let bytes = if early { copy.clone() } else { None };
-                p.insert(id.clone(), Writing { delete_after: false, bytes });
+                p.insert(id.clone(), Writing { delete_after: false, delivered: None, bytes });
             }
         }
         let (tx, synced) = tokio::sync::oneshot::channel();
@@ -695,9 +741,9 @@ impl Daemon {
                 failed.drain(..excess);
             }
         }
-        let delete_after: Vec<bool> = {
+        let delete_after: Vec<(bool, Option<DtnTime>)> = {
             let mut p = lock(&self.persisting);
-            ids.iter().map(|id| p.remove(id).is_some_and(|w| w.delete_after)).collect()
+            ids.iter().map(|id| p.remove(id).map_or((false, None), |w| (w.delete_after, w.delivered))).collect()
         };
         let ((), more) = self.input(|node, now| {
             for id in &ids {
@@ -709,9 +755,14 @@ impl Daemon {
             }
         });
         let gone: Vec<BundleId> =
-            ids.iter().zip(&delete_after).filter(|(_, d)| ok && **d).map(|(id, _)| id.clone()).collect();
+            ids.iter().zip(&delete_after).filter(|(_, d)| ok && d.0).map(|(id, _)| id.clone()).collect();
+        let remember: Vec<(BundleId, DtnTime)> = ids
+            .iter()
+            .zip(&delete_after)
+            .filter_map(|(id, d)| d.1.filter(|_| ok && d.0).map(|until| (id.clone(), until)))
+            .collect();
         if !gone.is_empty() {
-            self.delete_stored(gone).await;
+            self.delete_stored(gone, remember).await;
         }
         done.persisted.extend(ids.into_iter().map(|id| (id, result.clone())));
         self.persist_done.notify_waiters();
@@ -727,7 +778,7 @@ impl Daemon {
         lock(&self.persisting).get(id).and_then(|w| w.bytes.clone())
     }
 
-    async fn delete_stored(&self, ids: Vec<BundleId>) {
+    async fn delete_stored(&self, ids: Vec<BundleId>, delivered: Vec<(BundleId, DtnTime)>) {
         {
             let mut hot = lock(&self.hot);
             for id in &ids {
@@ -736,7 +787,11 @@ impl Daemon {
         }
         let first = ids[0].clone();
         let n = ids.len();
-        if let Err(e) = durable(|done| self.store.submit_delete_many(ids, done)).await {
+        let write = |done| match delivered.is_empty() {
+            true => self.store.submit_delete_many(ids, done),
+            false => self.store.submit_delete_and_remember(ids, delivered, done),
+        };
+        if let Err(e) = durable(write).await {
             tracing::error!(bundle = %first, bundles = n, error = %e, "deleting bundles from the store failed");
         }
     }

@@ -12,16 +12,20 @@ pub(crate) enum Cf {
     Meta,
     /// UTF-8 key -> small node state value.
     State,
+    /// Bundle key -> the DTN time (u64 BE) until which a bundle delivered
+    /// here is remembered, so that a copy arriving again is a duplicate.
+    Delivered,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Cf; 3] = [Cf::Bundles, Cf::Meta, Cf::State];
+    pub(crate) const ALL: [Cf; 4] = [Cf::Bundles, Cf::Meta, Cf::State, Cf::Delivered];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Cf::Bundles => "bundles",
             Cf::Meta => "meta",
             Cf::State => "state",
+            Cf::Delivered => "delivered",
         }
     }
 }

@@ -19,6 +19,7 @@
 //! | `bundles`        | [`BundleId::to_key`]                         | the bundle's bytes, or a pointer to its payload file |
 //! | `meta`           | bundle key                                   | stored length (u64 BE; top bit: in a payload file) ++ [`BundleMeta::to_bytes`] |
 //! | `state`          | UTF-8 key                                    | bytes |
+//! | `delivered`      | bundle key                                   | DTN time (u64 BE) until which a delivered bundle is remembered |
 //!
 //! Bundles of at least [`RocksOptions::file_threshold`] bytes (256 KiB) are
 //! kept in a file of their own, `payloads/<16 hex digits>.bundle`, and their
@@ -481,6 +482,59 @@ impl RocksStore {
             }
         }
         txn.submit(notify);
+    }
+
+    /// Like [`RocksStore::submit_delete_many`], and in the same batch
+    /// remembers bundles delivered here, each until its time (see
+    /// [`RocksStore::delivered`]).
+    pub fn submit_delete_and_remember(&self, ids: &[BundleId], delivered: &[(BundleId, DtnTime)], done: OnDurable) {
+        let notify = Notifier::new(done);
+        let mut txn = match Txn::begin(&self.shared) {
+            Ok(t) => t,
+            Err(e) => return notify.fire(Err(e)),
+        };
+        for id in ids {
+            if let Err(e) = txn.delete(id) {
+                return notify.fire(Err(e));
+            }
+        }
+        for (id, until) in delivered {
+            txn.ops.push(Op::Put(Cf::Delivered, id.to_key(), until.to_be_bytes().to_vec()));
+        }
+        txn.submit(notify);
+    }
+
+    /// Forgets delivered bundles (expired, or the node's memory is full).
+    pub fn submit_forget_delivered(&self, ids: &[BundleId], done: OnDurable) {
+        let notify = Notifier::new(done);
+        let mut txn = match Txn::begin(&self.shared) {
+            Ok(t) => t,
+            Err(e) => return notify.fire(Err(e)),
+        };
+        for id in ids {
+            txn.ops.push(Op::Delete(Cf::Delivered, id.to_key()));
+        }
+        txn.submit(notify);
+    }
+
+    /// The delivered bundles remembered, with the time until which each is.
+    /// Records that do not decode are skipped (and logged): forgetting one
+    /// only lets a late copy through again.
+    pub fn delivered(&self) -> Result<Vec<(BundleId, DtnTime)>, StoreError> {
+        let mut ro = ReadOptions::default();
+        ro.fill_cache(false);
+        let mut it = self.shared.db.raw_iterator_cf_opt(self.shared.cf(Cf::Delivered)?, ro);
+        it.seek_to_first();
+        let mut all = Vec::new();
+        while let Some((k, v)) = it.item() {
+            match (BundleId::from_key(k), <[u8; 8]>::try_from(v)) {
+                (Some(id), Ok(until)) => all.push((id, u64::from_be_bytes(until))),
+                _ => tracing::warn!(key = ?k, "skipping a damaged delivered-bundle record"),
+            }
+            it.next();
+        }
+        it.status().map_err(engine)?;
+        Ok(all)
     }
 
     /// Deletes several bundles in one batch with one sync; for each ID, whether

@@ -246,7 +246,9 @@ fn undecodable_metadata_is_corrupt_and_can_be_deleted() {
     }
     {
         // Damage the record behind the store's back.
-        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), ["bundles", "meta", "state"]).unwrap();
+        let db =
+            rocksdb::DB::open_cf(&rocksdb::Options::default(), dir.path(), ["bundles", "meta", "state", "delivered"])
+                .unwrap();
         let cf = db.cf_handle("meta").unwrap();
         db.put_cf(cf, bad.id.to_key(), b"\x00\x01").unwrap();
     }
@@ -278,7 +280,7 @@ fn a_store_with_the_old_index_families_opens_and_drops_them() {
         // What a store written before the indexes left the disk looks like.
         let mut opts = rocksdb::Options::default();
         opts.create_missing_column_families(true);
-        let names = ["bundles", "meta", "state", "by_expiry", "by_destination"];
+        let names = ["bundles", "meta", "state", "delivered", "by_expiry", "by_destination"];
         let db = rocksdb::DB::open_cf(&opts, dir.path(), names).unwrap();
         db.put_cf(db.cf_handle("by_expiry").unwrap(), b"old index key", b"").unwrap();
     }
@@ -290,5 +292,33 @@ fn a_store_with_the_old_index_families_opens_and_drops_them() {
     drop(s);
     let mut families = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).unwrap();
     families.sort();
-    assert_eq!(families, ["bundles", "default", "meta", "state"]);
+    assert_eq!(families, ["bundles", "default", "delivered", "meta", "state"]);
+}
+
+fn done_channel() -> (ferry_store::OnDurable, std::sync::mpsc::Receiver<Result<(), StoreError>>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    (Box::new(move |r| tx.send(r).unwrap()), rx)
+}
+
+#[test]
+fn delivered_bundles_are_remembered_with_their_deletion_and_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = RocksStore::open(dir.path()).unwrap();
+    let (a, b) = (meta("dtn://src/", 1), meta("dtn://src/", 2));
+    s.put(&a, b"a").unwrap();
+    s.put(&b, b"b").unwrap();
+    let (done, rx) = done_channel();
+    s.submit_delete_and_remember(&[a.id.clone()], &[(a.id.clone(), 5_000)], done);
+    rx.recv().unwrap().unwrap();
+    assert_eq!(s.get_bytes(&a.id).unwrap(), None);
+    assert_eq!(s.delivered().unwrap(), vec![(a.id.clone(), 5_000)]);
+    drop(s);
+
+    let s = RocksStore::open(dir.path()).unwrap();
+    assert_eq!(s.delivered().unwrap(), vec![(a.id.clone(), 5_000)]);
+    assert_eq!(s.stats().unwrap().bundles, 1, "a remembered ID is not a stored bundle");
+    let (done, rx) = done_channel();
+    s.submit_forget_delivered(&[a.id.clone()], done);
+    rx.recv().unwrap().unwrap();
+    assert!(s.delivered().unwrap().is_empty());
 }
