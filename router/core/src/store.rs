@@ -15,7 +15,7 @@ use crate::eid::Eid;
 
 /// A store failure. Storage errors from an engine are carried as text because
 /// the engines' error types differ; the kind says what the caller can do.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The engine failed (I/O error, disk full, corruption it detected).
@@ -27,6 +27,10 @@ pub enum StoreError {
     /// The store is shutting down and takes no more writes.
     #[error("the store is closed")]
     Closed,
+    /// Too little disk space is left: new bundles are refused (deletions
+    /// still work) until space returns.
+    #[error("storage full: {0}")]
+    Full(String),
 }
 
 /// Counts for `/status/store` and listings.

@@ -23,6 +23,7 @@ use axum::Router;
 use ferry_core::bundle::{bundle_flags, BundleMeta};
 use ferry_core::eid::Eid;
 use ferry_core::node::{Rejected, SendRequest};
+use ferry_core::store::StoreError;
 use serde::Serialize;
 
 use crate::config::parse_lifetime;
@@ -104,6 +105,7 @@ fn error(e: DaemonError) -> Response {
         DaemonError::Rejected(Rejected::Invalid(_)) => StatusCode::BAD_REQUEST,
         DaemonError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
         DaemonError::NotRegistered(_) => StatusCode::NOT_FOUND,
+        DaemonError::StorageFull { .. } | DaemonError::Store(StoreError::Full(_)) => StatusCode::INSUFFICIENT_STORAGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     text(status, e.to_string())

@@ -35,6 +35,9 @@
 //! listen = ["0.0.0.0:4556"]
 //! peers = ["tcpcl://10.0.0.2:4556"]
 //!
+//! [store]
+//! min_free_mib = 64                # refuse new bundles (API 507) rather than fill the disk
+//!
 //! [security]                       # BPSec policy: see crate::security
 //! sign_originated = true           # Ed25519 BIB on every bundle this node creates
 //! require_signature = ["secure"]   # endpoints (services, EIDs, "*") that take only
@@ -113,6 +116,19 @@ pub struct FileConfig {
     /// Trusted peers' keys (`[[trust]]`).
     #[serde(default)]
     pub trust: Vec<TrustConfig>,
+    /// The store (`[store]`).
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// `[store]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// New bundles are refused (API 507, TCPCL XFER_REFUSE "no resources")
+    /// while storing them would leave less than this many MiB free on the
+    /// data folder's filesystem (default 64; 0: no check).
+    pub min_free_mib: Option<u64>,
 }
 
 /// `[security]`: see `crate::security`.
@@ -220,6 +236,8 @@ pub struct Settings {
     pub apps: Vec<crate::apps::spec::AppSpec>,
     /// BPSec policy and configured trust.
     pub security: crate::security::Policy,
+    /// Free space the store keeps on its filesystem (`[store] min_free_mib`).
+    pub store_min_free_bytes: u64,
     /// Things worth logging once logging is set up (e.g. ignored settings).
     pub warnings: Vec<String>,
 }
@@ -617,6 +635,7 @@ impl Settings {
             clas,
             apps,
             security,
+            store_min_free_bytes: cfg.store.min_free_mib.unwrap_or(64).saturating_mul(1 << 20),
             warnings,
         })
     }

@@ -161,6 +161,10 @@ pub enum DaemonError {
     /// Writing the bundle to the store failed; the bundle was not accepted.
     #[error("storing bundle {id} failed: {reason}")]
     NotStored { id: BundleId, reason: String },
+    /// The store is (nearly) full: the bundle was not accepted; send it
+    /// again once space is freed.
+    #[error("storage full, bundle {id} not accepted: {reason}")]
+    StorageFull { id: BundleId, reason: String },
     /// No application is registered on the endpoint.
     #[error("no such endpoint registered: {0}")]
     NotRegistered(Eid),
@@ -264,12 +268,12 @@ impl ConfiguredPeer {
 #[derive(Debug, Default)]
 pub struct Executed {
     /// By ID: a burst persists hundreds of bundles at once.
-    persisted: HashMap<BundleId, Result<(), String>>,
+    persisted: HashMap<BundleId, Result<(), StoreError>>,
 }
 
 impl Executed {
     /// How the persist of `id` went, if this call carried it out.
-    pub fn persist_of(&self, id: &BundleId) -> Option<&Result<(), String>> {
+    pub fn persist_of(&self, id: &BundleId) -> Option<&Result<(), StoreError>> {
         self.persisted.get(id)
     }
 }
@@ -716,7 +720,7 @@ impl Daemon {
     async fn finish_write(&self, write: PendingWrite, done: &mut Executed) -> Vec<Action> {
         let PendingWrite { ids, copies, early, synced } = write;
         // A dropped sender means the store dropped the write uncalled: closed.
-        let result = synced.await.unwrap_or(Err(StoreError::Closed)).map_err(|e| e.to_string());
+        let result = synced.await.unwrap_or(Err(StoreError::Closed));
         if let Err(e) = &result {
             tracing::error!(bundles = ids.len(), first = %ids[0], error = %e, "storing bundles failed; they are not accepted");
         }
@@ -1050,7 +1054,10 @@ impl Daemon {
     fn check_persisted(&self, id: &BundleId, done: &Executed) -> Result<BundleId, DaemonError> {
         match done.persist_of(id) {
             Some(Ok(())) => Ok(id.clone()),
-            Some(Err(reason)) => Err(DaemonError::NotStored { id: id.clone(), reason: reason.clone() }),
+            Some(Err(StoreError::Full(reason))) => {
+                Err(DaemonError::StorageFull { id: id.clone(), reason: reason.clone() })
+            }
+            Some(Err(e)) => Err(DaemonError::NotStored { id: id.clone(), reason: e.to_string() }),
             // Accepted without a Persist cannot happen; say so rather than acknowledge.
             None => Err(DaemonError::NotStored { id: id.clone(), reason: "the node did not ask to store it".into() }),
         }

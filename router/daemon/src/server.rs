@@ -55,12 +55,14 @@ pub enum ServerError {
     Auth(#[from] crate::auth::AuthError),
 }
 
-/// Opens the RocksDB store in `<data_dir>/store`.
-pub async fn open_store(data_dir: &Path) -> Result<Arc<RocksStore>, ServerError> {
+/// Opens the RocksDB store in `<data_dir>/store`, keeping `min_free_bytes`
+/// free on its filesystem.
+pub async fn open_store(data_dir: &Path, min_free_bytes: u64) -> Result<Arc<RocksStore>, ServerError> {
     std::fs::create_dir_all(data_dir).map_err(|source| ServerError::DataDir { path: data_dir.to_owned(), source })?;
     let path = data_dir.join("store");
     let p = path.clone();
-    let store = tokio::task::spawn_blocking(move || RocksStore::open(&p))
+    let options = ferry_store::RocksOptions { min_free_bytes, ..ferry_store::RocksOptions::default() };
+    let store = tokio::task::spawn_blocking(move || RocksStore::open_with(&p, options))
         .await
         .map_err(|e| DaemonError::Task(e.to_string()))?
         .map_err(|source| ServerError::Store { path, source })?;
@@ -96,7 +98,7 @@ pub async fn settle_node_id(store: Arc<dyn DurableStore>, configured: Option<Eid
 
 /// Runs ferryd until `stop` resolves, then shuts down gracefully.
 pub async fn run(settings: Settings, stop: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
-    let store = open_store(&settings.data_dir).await?;
+    let store = open_store(&settings.data_dir, settings.store_min_free_bytes).await?;
     let durable: Arc<dyn DurableStore> = store;
     let node_id = settle_node_id(Arc::clone(&durable), settings.node_id.clone()).await?;
     let token = crate::auth::Token::load(&settings.api_token, &settings.data_dir)?;

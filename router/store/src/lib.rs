@@ -150,6 +150,11 @@ pub struct RocksOptions {
     pub max_group_requests: usize,
     /// Memtable size per column family. Default 16 MiB.
     pub write_buffer_size: usize,
+    /// New bundles are refused ([`StoreError::Full`]) when storing them would
+    /// leave less than this many bytes free on the store's filesystem, so
+    /// that the disk never fills up under RocksDB (which then stops writing
+    /// altogether) and deletions always have room. Default 64 MiB.
+    pub min_free_bytes: u64,
     /// Memtables of all column families together, at most (RocksDB's
     /// `db_write_buffer_size`: past it the largest is flushed early).
     /// Memtables hold bundle bytes until they are flushed, blobs included, so
@@ -162,6 +167,7 @@ impl Default for RocksOptions {
     fn default() -> RocksOptions {
         RocksOptions {
             file_threshold: 256 << 10,
+            min_free_bytes: 64 << 20,
             min_blob_size: 4096,
             blob_file_size: 256 << 20,
             max_group_bytes: 8 << 20,
@@ -234,6 +240,9 @@ pub(crate) struct Shared {
     db: DB,
     files: PayloadFiles,
     file_threshold: u64,
+    /// The store's folder and the free space to keep on its filesystem.
+    path: PathBuf,
+    min_free: u64,
     writer: Mutex<WriterState>,
     stats: Mutex<StoreStats>,
     completion: Completion,
@@ -287,6 +296,25 @@ impl Shared {
         }
     }
 
+    /// Refuses `bytes` more of new bundles if they would leave less than
+    /// `min_free` bytes free on the store's filesystem.
+    fn check_room(&self, bytes: u64) -> Result<(), StoreError> {
+        if bytes == 0 || self.min_free == 0 {
+            return Ok(());
+        }
+        let Some(free) = free_bytes(&self.path) else { return Ok(()) };
+        if free < self.min_free.saturating_add(bytes) {
+            return Err(StoreError::Full(format!(
+                "{} has {} MiB free; {} MiB are kept free, and these bundles need {} KiB",
+                self.path.display(),
+                free >> 20,
+                self.min_free >> 20,
+                bytes.div_ceil(1024)
+            )));
+        }
+        Ok(())
+    }
+
     /// A bundle's bytes: its `bundles` value, or the payload file it points to.
     fn bundle_bytes(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let Some(value) = self.db.get_pinned_cf(self.cf(Cf::Bundles)?, key).map_err(engine)? else {
@@ -309,6 +337,23 @@ impl Shared {
             Err(e) => Err(StoreError::Engine(format!("payload file of a stored bundle: {e}"))),
         }
     }
+}
+
+/// Bytes an unprivileged user may still write on `path`'s filesystem;
+/// `None` if the system will not say.
+fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated path; statvfs writes only into `st`,
+    // which is read only if it succeeded.
+    let st = unsafe {
+        if libc::statvfs(c.as_ptr(), st.as_mut_ptr()) != 0 {
+            return None;
+        }
+        st.assume_init()
+    };
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 fn engine(e: rocksdb::Error) -> StoreError {
@@ -408,6 +453,8 @@ impl RocksStore {
             db,
             files,
             file_threshold: options.file_threshold,
+            path: path.to_owned(),
+            min_free: options.min_free_bytes,
             writer: Mutex::new(WriterState { sender: Some(tx), next_seq: 1, pending: HashMap::new() }),
             stats: Mutex::new(StoreStats::default()),
             completion: Completion::default(),
@@ -639,6 +686,8 @@ struct Txn<'a> {
     /// that ends up writing nothing must still not return before that change
     /// is durable (a `delete` answering "not there" because of a queued delete).
     depends_on: u64,
+    /// Bytes of the bundles this request stores.
+    put_bytes: u64,
 }
 
 impl<'a> Txn<'a> {
@@ -650,7 +699,15 @@ impl<'a> Txn<'a> {
         if let Some(why) = shared.completion.failure() {
             return Err(StoreError::Engine(why));
         }
-        Ok(Txn { shared, w, ops: Vec::new(), mine: HashMap::new(), delta: Delta::default(), depends_on: 0 })
+        Ok(Txn {
+            shared,
+            w,
+            ops: Vec::new(),
+            mine: HashMap::new(),
+            delta: Delta::default(),
+            depends_on: 0,
+            put_bytes: 0,
+        })
     }
 
     fn current(&mut self, key: &[u8]) -> Result<Option<Stored>, StoreError> {
@@ -681,6 +738,7 @@ impl<'a> Txn<'a> {
             }
         }
         let len = bytes.len() as u64;
+        self.put_bytes += len;
         let file = if len >= self.shared.file_threshold {
             let id = self.shared.files.allocate();
             self.ops.push(Op::WriteFile(id, bytes));
@@ -725,7 +783,14 @@ impl<'a> Txn<'a> {
     /// Queues the request (if it changes anything) and releases the writer
     /// lock. Returns the sequence number to wait for, 0 if none.
     fn queue(self, notify: Option<Notifier>) -> Result<u64, StoreError> {
-        let Txn { shared: _, mut w, ops, mine, delta, depends_on } = self;
+        if let Err(e) = self.shared.check_room(self.put_bytes) {
+            drop(self);
+            if let Some(n) = notify {
+                n.fire(Err(e.clone()));
+            }
+            return Err(e);
+        }
+        let Txn { shared: _, mut w, ops, mine, delta, depends_on, put_bytes: _ } = self;
         if ops.is_empty() {
             drop(w);
             if let Some(n) = notify {

@@ -86,9 +86,23 @@ impl Ferryd {
     /// Starts ferryd on `data_dir` with extra arguments; stderr is appended to
     /// `<data_dir>/../ferryd.log`.
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Ferryd {
+        Ferryd::start_wrapped(data_dir, &[], extra)
+    }
+
+    /// [`Ferryd::start_with`], run through `wrapper` (a command that ends
+    /// by running its arguments, e.g. `unshare -m sh -c '... && exec "$@"' sh`).
+    pub fn start_wrapped(data_dir: &Path, wrapper: &[&str], extra: &[&str]) -> Ferryd {
         let log = data_dir.with_extension("log");
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("create ferryd log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferryd"))
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_ferryd"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_ferryd")),
+        };
+        let mut child = command
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--api", "127.0.0.1:0", "--no-default-cla"])
