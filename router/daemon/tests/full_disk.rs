@@ -1,4 +1,4 @@
-//! A full disk: ferryd's data folder on a small tmpfs, mounted in a mount
+//! A full disk, and a read-only one at start. A full disk: ferryd's data folder on a small tmpfs, mounted in a mount
 //! namespace of ferryd's own (`unshare -m`, as root), so nothing outside
 //! the test sees it. Sending fills it; ferryd then refuses new bundles with
 //! 507 and keeps every bundle it has; once bundles are delivered (and so
@@ -76,4 +76,30 @@ fn a_full_disk_refuses_new_bundles_keeps_the_rest_and_recovers() {
         assert_eq!(payload_of(&got.body), payload(i), "bundle {i} intact");
     }
     assert_eq!(payload_of(&f.get("/endpoint?sink").body), payload(2000));
+}
+
+/// A data folder on a read-only filesystem: ferryd says so and exits
+/// non-zero instead of running without a store.
+#[test]
+fn a_read_only_data_folder_is_a_clear_error_at_start() {
+    if !can_mount() {
+        eprintln!("SKIPPED: cannot mount a tmpfs in a private mount namespace here (needs root and unshare)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path().join("fs");
+    std::fs::create_dir_all(&mount).unwrap();
+    let m = mount.display();
+    // An existing data folder, then the filesystem made read-only.
+    let script = format!(
+        "mount -t tmpfs -o size=8m tmpfs '{m}' && mkdir '{m}/data' && mount -o remount,ro '{m}' && exec \"$@\""
+    );
+    let out = Command::new("timeout")
+        .args(["60", "unshare", "-m", "sh", "-c", &script, "sh", env!("CARGO_BIN_EXE_ferryd")])
+        .args(["--data-dir", &format!("{m}/data"), "--api", "127.0.0.1:0", "--no-default-cla"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "exit status; stderr:\n{stderr}");
+    assert!(stderr.contains("cannot open the store") && stderr.contains("Read-only file system"), "{stderr}");
 }
