@@ -1,6 +1,6 @@
-//! A full disk, and a read-only one at start. A full disk: ferryd's data folder on a small tmpfs, mounted in a mount
-//! namespace of ferryd's own (`unshare -m`, as root), so nothing outside
-//! the test sees it. Sending fills it; ferryd then refuses new bundles with
+//! A full disk, and a read-only one at start. ferryd's data folder is on a
+//! small tmpfs, mounted in a mount namespace of ferryd's own (`unshare -m`,
+//! as root), so nothing outside the test sees it. Sending fills it; ferryd then refuses new bundles with
 //! 507 and keeps every bundle it has; once bundles are delivered (and so
 //! deleted) it takes new ones again, without a restart.
 
