@@ -308,7 +308,7 @@ fn delivered_bundles_are_remembered_with_their_deletion_and_across_reopen() {
     s.put(&a, b"a").unwrap();
     s.put(&b, b"b").unwrap();
     let (done, rx) = done_channel();
-    s.submit_delete_and_remember(&[a.id.clone()], &[(a.id.clone(), 5_000)], done);
+    s.submit_delete_and_remember(std::slice::from_ref(&a.id), &[(a.id.clone(), 5_000)], done);
     rx.recv().unwrap().unwrap();
     assert_eq!(s.get_bytes(&a.id).unwrap(), None);
     assert_eq!(s.delivered().unwrap(), vec![(a.id.clone(), 5_000)]);
@@ -318,7 +318,7 @@ fn delivered_bundles_are_remembered_with_their_deletion_and_across_reopen() {
     assert_eq!(s.delivered().unwrap(), vec![(a.id.clone(), 5_000)]);
     assert_eq!(s.stats().unwrap().bundles, 1, "a remembered ID is not a stored bundle");
     let (done, rx) = done_channel();
-    s.submit_forget_delivered(&[a.id.clone()], done);
+    s.submit_forget_delivered(std::slice::from_ref(&a.id), done);
     rx.recv().unwrap().unwrap();
     assert!(s.delivered().unwrap().is_empty());
 }
