@@ -855,7 +855,9 @@ impl Node {
     /// bundles it builds, and for clients that build their own (`/cts`).
     pub fn next_creation_timestamp(&mut self, now: DtnTime) -> CreationTimestamp {
         let (t, seq) = self.last_creation;
-        let stamp = if now == t { (t, seq + 1) } else { (now, 0) };
+        // A clock that went back must not hand out a (time, seq) pair used
+        // before: creation times never go back within a run.
+        let stamp = if now <= t { (t, seq + 1) } else { (now, 0) };
         self.last_creation = stamp;
         CreationTimestamp { time: stamp.0, seq: stamp.1 }
     }
