@@ -185,6 +185,12 @@ fn framing_seeds(s: &Seeds, bundles: &[&[u8]]) -> Res<()> {
     s.put("tcp_framing", "mtcp_nolimit", &with_mode(0x0e, &m))?;
     s.put("tcp_framing", "stcp", &with_mode(0x1b, &t))?;
     s.put("tcp_framing", "stcp_nolimit", &with_mode(0x0f, &t))?;
+    // The first crash: an MTCP length near 2^64 with no limit (fixed; see mtcp.rs tests).
+    s.put(
+        "tcp_framing",
+        "regression_mtcp_no_limit_overflow",
+        &with_mode(0x0e, &[0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+    )?;
     Ok(())
 }
 
