@@ -246,13 +246,24 @@ impl Scenario {
 
     /// Parses scenario text; `path` names it in errors and anchors relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        Scenario::parse_with(text, path, &|p| std::fs::read_to_string(p))
+    }
+
+    /// [`Scenario::parse`], reading the files the scenario names (contact
+    /// plan, traces) through `read_file` instead of the filesystem: the fuzz
+    /// target serves them from memory.
+    pub fn parse_with(
+        text: &str,
+        path: &Path,
+        read_file: &dyn Fn(&Path) -> std::io::Result<String>,
+    ) -> Result<Scenario, ScenarioError> {
         let f: File =
             toml::from_str(text).map_err(|e| ScenarioError::Toml { path: path.into(), source: Box::new(e) })?;
         let invalid = |what: String| ScenarioError::Invalid { path: path.into(), what };
         let dir = path.parent().unwrap_or(Path::new("."));
         let read = |p: &Path| {
             let full = dir.join(p);
-            std::fs::read_to_string(&full)
+            read_file(&full)
                 .map(|t| (t, full.display().to_string()))
                 .map_err(|source| ScenarioError::Read { path: full, source })
         };

@@ -82,12 +82,14 @@ pub fn parse_frame(buf: &[u8], max_bundle_len: u64) -> Result<Option<(&[u8], usi
     let hl = head_len(initial_byte)?;
     let Some(head) = buf.get(..hl) else { return Ok(None) };
     let len = head_value(head);
+    let too_large = MtcpError::TooLarge { len, max: max_bundle_len };
     if len > max_bundle_len {
-        return Err(MtcpError::TooLarge { len, max: max_bundle_len });
+        return Err(too_large);
     }
-    let n = usize::try_from(len).map_err(|_| MtcpError::TooLarge { len, max: max_bundle_len })?;
-    match buf.get(hl..hl + n) {
-        Some(bundle) => Ok(Some((bundle, hl + n))),
+    // With no real limit (u64::MAX) the end may not fit a usize at all.
+    let end = usize::try_from(len).ok().and_then(|n| hl.checked_add(n)).ok_or(too_large)?;
+    match buf.get(hl..end) {
+        Some(bundle) => Ok(Some((bundle, end))),
         None => Ok(None),
     }
 }
@@ -180,7 +182,8 @@ impl Decoder {
                     }
                     let len = head_value(&head[..need]);
                     let n = match usize::try_from(len) {
-                        Ok(n) if len <= self.max_bundle_len => n,
+                        // As in parse_frame: the whole frame must fit a usize.
+                        Ok(n) if len <= self.max_bundle_len && n.checked_add(need).is_some() => n,
                         _ => return Err(*self.error.insert(MtcpError::TooLarge { len, max: self.max_bundle_len })),
                     };
                     self.state = State::Body { data: Vec::with_capacity(n.min(RESERVE_CAP)), len: n };
@@ -267,6 +270,17 @@ mod tests {
         assert_eq!(parse_frame(&[0x5c], 10), Err(MtcpError::ReservedAdditionalInfo { initial_byte: 0x5c }));
         // Non-minimal heads are accepted.
         assert_eq!(parse_frame(&[0x59, 0, 2, 7, 8], 10), Ok(Some((&[7u8, 8][..], 5))));
+    }
+
+    /// Found by the `tcp_framing` fuzz target: with no limit (u64::MAX), a
+    /// declared length near 2^64 overflowed `head + length` (a panic in
+    /// debug builds; in release a frame that never completes).
+    #[test]
+    fn parse_frame_without_limit_refuses_a_length_that_cannot_fit() {
+        let frame = [0x5b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        assert_eq!(parse_frame(&frame, u64::MAX), Err(MtcpError::TooLarge { len: u64::MAX, max: u64::MAX }));
+        let mut dec = Decoder::new(u64::MAX);
+        assert_eq!(dec.feed(&frame), Err(MtcpError::TooLarge { len: u64::MAX, max: u64::MAX }));
     }
 
     #[test]

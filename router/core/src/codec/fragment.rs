@@ -44,7 +44,8 @@ pub enum ReassemblyError {
 /// fragment offset and total ADU length, and a new CRC of the original's CRC
 /// type; fragmenting a fragment keeps its total ADU length and adds its
 /// offset. Extension blocks flagged "replicate in every fragment" go into every
-/// fragment, all others into the first only; they are copied verbatim. Each
+/// fragment (and so does the bundle age block when the creation time is 0),
+/// all others into the first only; they are copied verbatim. Each
 /// payload block keeps the original's flags and CRC type.
 ///
 /// A bundle that already fits is returned unchanged, as the only element.
@@ -65,7 +66,12 @@ pub fn fragment(bytes: &[u8], bundle: &Bundle, max_bundle_size: usize) -> Result
         None => (0, payload.len() as u64),
     };
     let extensions = &bundle.blocks[..bundle.blocks.len() - 1];
-    let is_replicated = |b: &&CanonicalBlock| b.flags & block_flags::REPLICATE_IN_FRAGMENTS != 0;
+    // §4.4.2: a bundle whose creation time is 0 must carry a bundle age
+    // block, and so must each of its fragments, or receivers discard them.
+    let no_clock = p.creation.time == 0;
+    let is_replicated = |b: &&CanonicalBlock| {
+        b.flags & block_flags::REPLICATE_IN_FRAGMENTS != 0 || (no_clock && b.block_type == block_types::BUNDLE_AGE)
+    };
     let all_ext_len: usize = extensions.iter().map(|b| b.range.len()).sum();
     let replicated_len: usize = extensions.iter().filter(is_replicated).map(|b| b.range.len()).sum();
     let payload_fixed =

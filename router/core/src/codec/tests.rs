@@ -411,6 +411,24 @@ fn fragment_and_reassemble_round_trip() {
     }
 }
 
+/// Found by the `fragment_reassemble_identity` property test: fragments of a
+/// bundle whose creation time is 0 lacked the bundle age block after the
+/// first, so every receiver (this decoder too) discarded them (§4.4.2).
+#[test]
+fn fragments_of_a_bundle_without_clock_carry_its_bundle_age() {
+    let bytes = BundleBuilder::new(eid("ipn:1.1"), eid("ipn:2.1"), ts(0, 4), 60_000).bundle_age(90).build(&[5; 900]);
+    let b = decode(&bytes).unwrap();
+    let frags = fragment(&bytes, &b, 300).unwrap();
+    assert!(frags.len() >= 3);
+    for f in &frags {
+        assert_eq!(decode(f).unwrap().bundle_age_ms, Some(90));
+    }
+    let decoded: Vec<_> = frags.iter().map(|f| decode(f).unwrap()).collect();
+    let parts: Vec<(&[u8], &crate::bundle::Bundle)> = frags.iter().map(|f| f.as_slice()).zip(&decoded).collect();
+    let whole = decode(&reassemble(&parts).unwrap()).unwrap();
+    assert_eq!((whole.id(), whole.bundle_age_ms), (b.id(), Some(90)));
+}
+
 #[test]
 fn fragmenting_a_fragment_keeps_the_adu() {
     let payload = vec![3u8; 3000];
