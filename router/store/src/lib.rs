@@ -501,67 +501,51 @@ impl RocksStore {
     /// thread is parked per write. Changes are visible to readers, and to
     /// later writes' read-before-write, exactly as with `put_many`.
     pub fn submit_put_many(&self, items: Vec<(BundleMeta, Vec<u8>)>, done: OnDurable) {
-        let notify = Notifier::new(done);
-        let mut txn = match Txn::begin(&self.shared) {
-            Ok(t) => t,
-            Err(e) => return notify.fire(Err(e)),
-        };
-        for (meta, bytes) in items {
-            if let Err(e) = txn.put_owned(&meta, bytes) {
-                return notify.fire(Err(e));
-            }
-        }
-        txn.submit(notify);
+        self.submit(done, |txn| items.into_iter().try_for_each(|(meta, bytes)| txn.put_owned(&meta, bytes)));
     }
 
     /// Queues the deletion of several bundles in one batch and returns at
     /// once; `done` is told when the deletions are durable. IDs that are not
     /// there are skipped.
     pub fn submit_delete_many(&self, ids: &[BundleId], done: OnDurable) {
-        let notify = Notifier::new(done);
-        let mut txn = match Txn::begin(&self.shared) {
-            Ok(t) => t,
-            Err(e) => return notify.fire(Err(e)),
-        };
-        for id in ids {
-            if let Err(e) = txn.delete(id) {
-                return notify.fire(Err(e));
-            }
-        }
-        txn.submit(notify);
+        self.submit(done, |txn| ids.iter().try_for_each(|id| txn.delete(id).map(|_| ())));
     }
 
     /// Like [`RocksStore::submit_delete_many`], and in the same batch
     /// remembers bundles delivered here, each until its time (see
     /// [`RocksStore::delivered`]).
     pub fn submit_delete_and_remember(&self, ids: &[BundleId], delivered: &[(BundleId, DtnTime)], done: OnDurable) {
-        let notify = Notifier::new(done);
-        let mut txn = match Txn::begin(&self.shared) {
-            Ok(t) => t,
-            Err(e) => return notify.fire(Err(e)),
-        };
-        for id in ids {
-            if let Err(e) = txn.delete(id) {
-                return notify.fire(Err(e));
+        self.submit(done, |txn| {
+            ids.iter().try_for_each(|id| txn.delete(id).map(|_| ()))?;
+            for (id, until) in delivered {
+                txn.ops.push(Op::Put(Cf::Delivered, id.to_key(), until.to_be_bytes().to_vec()));
             }
-        }
-        for (id, until) in delivered {
-            txn.ops.push(Op::Put(Cf::Delivered, id.to_key(), until.to_be_bytes().to_vec()));
-        }
-        txn.submit(notify);
+            Ok(())
+        });
     }
 
     /// Forgets delivered bundles (expired, or the node's memory is full).
     pub fn submit_forget_delivered(&self, ids: &[BundleId], done: OnDurable) {
+        self.submit(done, |txn| {
+            for id in ids {
+                txn.ops.push(Op::Delete(Cf::Delivered, id.to_key()));
+            }
+            Ok(())
+        });
+    }
+
+    /// Builds one request with `build` and queues it without blocking;
+    /// `done` is told (exactly once) when it is durable or why it failed.
+    fn submit(&self, done: OnDurable, build: impl FnOnce(&mut Txn<'_>) -> Result<(), StoreError>) {
         let notify = Notifier::new(done);
         let mut txn = match Txn::begin(&self.shared) {
             Ok(t) => t,
             Err(e) => return notify.fire(Err(e)),
         };
-        for id in ids {
-            txn.ops.push(Op::Delete(Cf::Delivered, id.to_key()));
+        match build(&mut txn) {
+            Ok(()) => txn.submit(notify),
+            Err(e) => notify.fire(Err(e)),
         }
-        txn.submit(notify);
     }
 
     /// The delivered bundles remembered, with the time until which each is.
