@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::plugin::{Cmd, Pending, Shared};
 use crate::tcpcl::{self, CommandError, Event, FailReason, RefuseReason, SessTermReason, SessionError, TransferId};
+use crate::tls::TlsLayer;
 
 /// How a connection ended, for its dialer.
 #[derive(Debug, Default)]
@@ -75,6 +76,8 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: TcpStream, active: bool, ur
         stopping: false,
         rx_closed: false,
         finished: false,
+        tls: None,
+        plain: Vec::new(),
     };
     conn.drive(stream).await;
     conn.finish();
@@ -103,6 +106,10 @@ struct Conn {
     /// The command channel reported its end.
     rx_closed: bool,
     finished: bool,
+    /// The TLS record layer, once both contact headers offered CAN_TLS.
+    tls: Option<TlsLayer>,
+    /// Scratch for plaintext on its way through `tls`.
+    plain: Vec<u8>,
 }
 
 impl Conn {
@@ -138,7 +145,7 @@ impl Conn {
                 // too (TCP flow control) instead of filling our memory.
                 r = rd.read(&mut rbuf), if self.session.wants_input() => match r {
                     Ok(0) => self.session.handle_connection_closed(),
-                    Ok(n) => self.session.handle_bytes(self.shared.now_ms(), &rbuf[..n]),
+                    Ok(n) => self.input(&rbuf[..n]),
                     Err(e) => {
                         self.shared.host.debug(&format!("tcpcl {}: read: {e}", self.remote));
                         self.session.handle_connection_closed();
@@ -182,8 +189,10 @@ impl Conn {
     /// The session closed: write what is left (a SESS_TERM, a MSG_REJECT),
     /// briefly, then close the socket.
     async fn final_flush(&mut self, wr: &mut tokio::net::tcp::OwnedWriteHalf) {
-        let now = self.shared.now_ms();
-        while self.session.transmit_into(now, &mut self.out, usize::MAX) > 0 {}
+        while self.fill_output(usize::MAX) > 0 {}
+        if let Some(tls) = &mut self.tls {
+            tls.close(&mut self.out);
+        }
         if self.off < self.out.len() {
             let _ = tokio::time::timeout(FINAL_FLUSH, wr.write_all(&self.out[self.off..])).await;
         }
@@ -199,24 +208,119 @@ impl Conn {
             self.out.clear();
             self.off = 0;
             let batch = self.session.config().transmit_batch;
-            self.session.transmit_into(self.shared.now_ms(), &mut self.out, batch);
+            self.fill_output(batch);
+        }
+    }
+
+    /// Appends the session's next output, up to about `limit` plaintext
+    /// octets, to `out`: as is, or through TLS once it runs. Returns the
+    /// plaintext octets taken from the session.
+    fn fill_output(&mut self, limit: usize) -> usize {
+        let now = self.shared.now_ms();
+        let Some(tls) = &mut self.tls else {
+            return self.session.transmit_into(now, &mut self.out, limit);
+        };
+        let mut n = 0;
+        // During the handshake the session (in its TLS phase) has nothing.
+        if !tls.is_handshaking() {
+            self.plain.clear();
+            n = self.session.transmit_into(now, &mut self.plain, limit);
+            tls.write_to_peer(&self.plain, &mut self.out);
+        }
+        tls.take_output(&mut self.out);
+        n
+    }
+
+    /// Bytes from the socket: to the session, through TLS once it runs.
+    fn input(&mut self, bytes: &[u8]) {
+        let now = self.shared.now_ms();
+        let Some(tls) = &mut self.tls else {
+            self.session.handle_bytes(now, bytes);
+            return;
+        };
+        let mut plain = std::mem::take(&mut self.plain);
+        plain.clear();
+        let result = tls.read_from_peer(bytes, &mut plain);
+        // Handshake messages, or the alert that reports a failure.
+        tls.take_output(&mut self.out);
+        if let Err(e) = result {
+            self.tls_failed(&e.to_string());
+            return;
+        }
+        match tls.take_established() {
+            None => {}
+            Some(Ok(node_ids)) => {
+                self.shared
+                    .host
+                    .debug(&format!("tcpcl {}: TLS established, certificate names {node_ids:?}", self.remote));
+                if let Err(e) = self.session.tls_established(now, node_ids) {
+                    self.shared.host.warn(&format!("tcpcl {}: {e}", self.remote));
+                }
+            }
+            Some(Err(e)) => {
+                self.tls_failed(&e.to_string());
+                return;
+            }
+        }
+        if !plain.is_empty() {
+            self.session.handle_bytes(now, &plain);
+        }
+        self.plain = plain;
+    }
+
+    /// TLS cannot go on (the handshake failed, a record did not decrypt):
+    /// the connection is unusable; the alert, if any, goes out first.
+    fn tls_failed(&mut self, why: &str) {
+        let msg = format!("tcpcl {}: {why}", self.remote);
+        if self.stopping {
+            self.shared.host.debug(&msg);
+        } else {
+            self.shared.host.warn(&msg);
+        }
+        self.session.handle_connection_closed();
+    }
+
+    /// Both contact headers offered CAN_TLS (RFC 9174 §4.4): our contact
+    /// header goes out in plain, then the handshake starts.
+    fn start_tls(&mut self, client: bool) {
+        let Some(ctx) = self.shared.tls.as_ref() else {
+            // can_tls is set only when the plugin has a TLS context.
+            self.session.close(self.shared.now_ms(), SessTermReason::Unknown);
+            return;
+        };
+        self.session.transmit_into(self.shared.now_ms(), &mut self.out, usize::MAX);
+        match TlsLayer::new(ctx, client, self.remote.ip()) {
+            Ok(mut tls) => {
+                tls.take_output(&mut self.out);
+                self.tls = Some(tls);
+            }
+            Err(e) => {
+                self.tls_failed(&e.to_string());
+                return;
+            }
+        }
+        let early = self.session.take_unprocessed_input();
+        if !early.is_empty() {
+            self.input(&early);
         }
     }
 
     fn event(&mut self, event: Event) {
         let host = self.shared.host;
         match event {
-            Event::Established { peer_node_id, peer_transfer_mru, keepalive, .. } => {
+            Event::StartTls { client } => self.start_tls(client),
+            Event::Established { peer_node_id, peer_transfer_mru, keepalive, tls, .. } => {
                 let node_id = peer_node_id.or_else(|| self.url_node_id.clone()).unwrap_or_default();
                 self.end.peer_node_id = Some(node_id.clone());
                 self.shared.mark_up(self.handle, &node_id, true);
                 self.up = true;
                 self.end.was_up = true;
                 host.info(&format!(
-                    "tcpcl {}: session with {} established ({}, keepalive {keepalive} s, peer transfer MRU {peer_transfer_mru})",
+                    "tcpcl {}: session with {} established ({}{}, keepalive {keepalive} s, peer transfer MRU {peer_transfer_mru})",
                     self.remote,
                     if node_id.is_empty() { "an undisclosed node" } else { &node_id },
                     if self.active { "active" } else { "passive" },
+                    if tls { ", TLS" } else { "" },
                 ));
                 let address = format!("tcpcl://{}", self.remote);
                 let respect = self.session.config().respect_peer_transfer_mru;
@@ -269,7 +373,7 @@ impl Conn {
                     host.warn(&msg)
                 }
             }
-            // TLS is never offered (can_tls is off); Closed is seen through is_closed.
+            // Closed is seen through is_closed.
             _ => {}
         }
     }

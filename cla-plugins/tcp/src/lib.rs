@@ -14,6 +14,9 @@
 //!   dtn7-go and µD3TN speak it.
 //! - [`stcp`]: STCP framing (a u32 length per bundle), as ION speaks it.
 //! - [`discovery::beacon`]: dtn7-rs's IPND beacons.
+//! - [`tls`]: TCPCLv4 over TLS: credentials, peer authentication by node
+//!   ID, and the record layer ([`tls::TlsLayer`]); [`tls::eid`] reads and
+//!   writes the id-on-bundleEID names of certificates.
 //! - [`settings`]: the plugin's settings and peer URLs.
 //!
 //! The plugin (tokio, private modules):
@@ -65,6 +68,32 @@
 //! | `discovery.beacon_addr` | `"224.0.0.26:3003"` | where beacons go (dtn7-rs's group); multicast groups are joined, unicast works too |
 //! | `discovery.interval_secs` | `10` | seconds between beacons |
 //! | `discovery.listen` | `"0.0.0.0:3003"` | where beacons are received (SO_REUSEADDR, like dtn7-rs) |
+//! | `tls.cert` | | PEM file: this node's certificate (`ferry tls gen` makes one); with a `[tls]` table every TCPCL session offers TLS |
+//! | `tls.key` | | PEM file: its private key |
+//! | `tls.trust` | | PEM files of trust anchors: each peer's certificate, or the CA that signed them (at least one) |
+//! | `tls.require` | `false` | refuse every TCPCL session without TLS (SESS_TERM "Contact Failure") |
+//! | `tls.require_for` | `[]` | refuse sessions without TLS from these node IDs |
+//!
+//! # TLS
+//!
+//! With a `[tls]` table the plugin sets CAN_TLS in its contact header; when
+//! the peer sets it too, TLS 1.3 runs right after the contact headers
+//! (RFC 9174 §4.4), the active side as client, both sides presenting
+//! certificates. A certificate is accepted when it chains to a `trust`
+//! anchor (host names and addresses are not checked); the node IDs it names
+//! as subjectAltName otherName id-on-bundleEID are the only ones the peer may
+//! claim in SESS_INIT (§4.4.3), else the session ends with "Contact
+//! Failure". A peer without TLS (dtn7-rs 0.21 has none) gets a plain session
+//! unless `require` or `require_for` says otherwise. MTCP and STCP never use
+//! TLS.
+//!
+//! ```toml
+//! [cla.settings.tls]
+//! cert = "/var/lib/ferry/tls/cert.pem"   # ferry tls gen --config /etc/ferry/ferryd.toml
+//! key = "/var/lib/ferry/tls/key.pem"
+//! trust = ["/etc/ferry/peers/ship.pem", "/etc/ferry/peers/camp.pem"]
+//! require_for = ["dtn://ship/"]
+//! ```
 //!
 //! Peer URLs (`peers`, and the host's `connect`): `tcpcl://host[:port]`
 //! (also `tcp://`), `mtcp://host[:port]/<node-id>`, `stcp://host[:port]/<node-id>`,
@@ -121,7 +150,7 @@
 //!   when scripts/install-dtn7 has installed it.
 //!
 //! # Architecture invariant
-//! The protocol modules do no I/O, spawn no thread and read no clock: bytes
+//! The protocol modules (and [`tls::TlsLayer`]) do no I/O, spawn no thread and read no clock: bytes
 //! and the time (milliseconds, from any monotonic origin) are passed in;
 //! bytes to write, events and the next deadline come out. Only `plugin`,
 //! `conn`, `framed`, `dial` and `discovery`'s task touch sockets and time.
@@ -136,6 +165,7 @@ pub mod plugin;
 pub mod settings;
 pub mod stcp;
 pub mod tcpcl;
+pub mod tls;
 
 mod conn;
 mod dial;

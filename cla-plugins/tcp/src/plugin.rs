@@ -148,12 +148,17 @@ impl TcpCla {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the plugin's runtime: {e}"))?;
+        let tls = match &self.settings.tls {
+            Some(t) => Some(crate::tls::TlsContext::load(t, &node_id).map_err(|e| e.to_string())?),
+            None => None,
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (alive, all_done) = mpsc::channel(1);
         let shared = Arc::new(Shared {
             host: self.host,
             node_id,
             settings: self.settings.clone(),
+            tls,
             origin: Instant::now(),
             next_handle: AtomicU64::new(1),
             next_token: AtomicU64::new(1),
@@ -254,6 +259,8 @@ pub(crate) struct Shared {
     pub(crate) host: Host,
     pub(crate) node_id: String,
     pub(crate) settings: Settings,
+    /// The TLS credentials, when `[tls]` is configured.
+    pub(crate) tls: Option<crate::tls::TlsContext>,
     origin: Instant,
     next_handle: AtomicU64,
     next_token: AtomicU64,

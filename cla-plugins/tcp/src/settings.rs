@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::Deserialize;
@@ -52,6 +53,26 @@ pub struct Settings {
     pub threads: usize,
     /// IPND-style discovery.
     pub discovery: DiscoverySettings,
+    /// TCPCLv4 over TLS (the `[tls]` table); `None`: TLS is never offered.
+    pub tls: Option<TlsSettings>,
+}
+
+/// The `[tls]` table: this node's certificate, whom it trusts, and where
+/// TLS is required (RFC 9174 §4.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// PEM file: this node's certificate (then any intermediates), naming
+    /// its node ID as an id-on-bundleEID subjectAltName (`ferry tls gen`).
+    pub cert: PathBuf,
+    /// PEM file: the certificate's private key (PKCS#8, SEC1 or PKCS#1).
+    pub key: PathBuf,
+    /// PEM files of trust anchors: a CA's certificate, or a peer's own
+    /// self-signed one. A peer's certificate must chain to one of them.
+    pub trust: Vec<PathBuf>,
+    /// Refuse every TCPCL session that does not negotiate TLS.
+    pub require: bool,
+    /// Refuse sessions without TLS from these node IDs.
+    pub require_for: Vec<String>,
 }
 
 /// The `[discovery]` table.
@@ -114,6 +135,14 @@ pub enum SettingsError {
         /// The largest allowed.
         max: u64,
     },
+    /// A `[tls]` table that cannot work.
+    #[error("tcp plugin settings: `tls.{key}`: {reason}")]
+    Tls {
+        /// The key under `tls`.
+        key: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 #[derive(Deserialize)]
@@ -135,6 +164,20 @@ struct Raw {
     max_unaccepted_mib: u64,
     threads: usize,
     discovery: RawDiscovery,
+    tls: Option<RawTls>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    #[serde(default)]
+    trust: Vec<PathBuf>,
+    #[serde(default)]
+    require: bool,
+    #[serde(default)]
+    require_for: Vec<String>,
 }
 
 impl Default for Raw {
@@ -157,6 +200,7 @@ impl Default for Raw {
             max_unaccepted_mib: session.max_unaccepted_bytes >> 20,
             threads: 2,
             discovery: RawDiscovery::default(),
+            tls: None,
         }
     }
 }
@@ -221,6 +265,28 @@ impl Settings {
                 return Err(SettingsError::TooLarge { key, value, max });
             }
         }
+        let tls = match raw.tls {
+            None => None,
+            Some(t) => {
+                let missing = |key| SettingsError::Tls { key, reason: "is required to use TLS" };
+                if t.trust.is_empty() {
+                    return Err(SettingsError::Tls {
+                        key: "trust",
+                        reason: "names no trust anchor: list the PEM files of the peers' certificates or of their CA",
+                    });
+                }
+                if t.require_for.iter().any(|id| id.trim().is_empty()) {
+                    return Err(SettingsError::Tls { key: "require_for", reason: "an entry is empty" });
+                }
+                Some(TlsSettings {
+                    cert: t.cert.ok_or_else(|| missing("cert"))?,
+                    key: t.key.ok_or_else(|| missing("key"))?,
+                    trust: t.trust,
+                    require: t.require,
+                    require_for: t.require_for,
+                })
+            }
+        };
         Ok(Settings {
             listen: addrs("listen", &raw.listen)?,
             mtcp_listen: addrs("mtcp_listen", &raw.mtcp_listen)?,
@@ -243,6 +309,7 @@ impl Settings {
                 interval_secs: raw.discovery.interval_secs,
                 listen: addr("discovery.listen", &raw.discovery.listen)?,
             },
+            tls,
         })
     }
 
@@ -259,6 +326,11 @@ impl Settings {
         c.max_unaccepted_transfers = self.max_unaccepted_transfers;
         c.max_unaccepted_bytes = self.max_unaccepted_mib.saturating_mul(1 << 20);
         c.transmit_batch = 256 * 1024;
+        if let Some(tls) = &self.tls {
+            c.can_tls = true;
+            c.require_tls = tls.require;
+            c.require_tls_for = tls.require_for.clone();
+        }
         c
     }
 }
@@ -443,6 +515,36 @@ mod tests {
         assert_eq!(s.discovery.beacon_addr, "224.0.0.26:3003".parse::<SocketAddr>().unwrap());
         assert_eq!(s.discovery.interval_secs, 10);
         assert_eq!(s, Settings::default());
+    }
+
+    #[test]
+    fn a_tls_table_turns_tls_on_in_every_session() {
+        let s = Settings::parse(
+            "[tls]\ncert = \"/d/tls/cert.pem\"\nkey = \"/d/tls/key.pem\"\ntrust = [\"/etc/ferry/b.pem\"]\n\
+             require_for = [\"dtn://b/\"]\n",
+        )
+        .unwrap();
+        let tls = s.tls.as_ref().unwrap();
+        assert_eq!((tls.cert.to_str(), tls.require), (Some("/d/tls/cert.pem"), false));
+        let c = s.session_config("dtn://a/", true);
+        assert!(c.can_tls && !c.require_tls);
+        assert_eq!(c.require_tls_for, ["dtn://b/"]);
+        assert!(!Settings::default().session_config("dtn://a/", true).can_tls);
+    }
+
+    #[test]
+    fn a_tls_table_that_cannot_work_is_refused_by_key() {
+        for (table, key) in [
+            ("cert = \"c\"\nkey = \"k\"\n", "tls.trust"),
+            ("key = \"k\"\ntrust = [\"t\"]\n", "tls.cert"),
+            ("cert = \"c\"\ntrust = [\"t\"]\n", "tls.key"),
+            ("cert = \"c\"\nkey = \"k\"\ntrust = [\"t\"]\nrequire_for = [\"\"]\n", "tls.require_for"),
+        ] {
+            let e = Settings::parse(&format!("[tls]\n{table}")).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{key}`")), "{e}");
+        }
+        let e = Settings::parse("[tls]\ncert = \"c\"\nkye = \"k\"\n").unwrap_err().to_string();
+        assert!(e.contains("kye"), "{e}");
     }
 
     #[test]

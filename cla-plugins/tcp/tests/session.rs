@@ -343,6 +343,7 @@ fn contact_and_session_init_negotiate() {
             peer_segment_mru: 1500,
             peer_transfer_mru: 5 << 20,
             keepalive: 10,
+            tls: false,
         }]
     );
     assert_eq!(
@@ -352,6 +353,7 @@ fn contact_and_session_init_negotiate() {
             peer_segment_mru: 4000,
             peer_transfer_mru: 1 << 30,
             keepalive: 10,
+            tls: false,
         }]
     );
     let neg = pair.a.negotiated().unwrap();
@@ -411,13 +413,87 @@ fn tls_phase_when_both_offer_it() {
     // Nothing followed the contact headers: the handshake would start here.
     assert!(pair.a.take_unprocessed_input().is_empty());
     assert!(pair.b.take_unprocessed_input().is_empty());
-    // The "TLS layer" here is the identity.
-    pair.a.tls_established(pair.now).unwrap();
-    pair.b.tls_established(pair.now).unwrap();
+    // The "TLS layer" here is the identity; each certificate names its node.
+    pair.a.tls_established(pair.now, vec!["dtn://b/".into()]).unwrap();
+    pair.b.tls_established(pair.now, vec!["dtn://a/".into()]).unwrap();
     pair.drive();
     assert!(pair.a.is_established() && pair.b.is_established());
     assert!(pair.a.negotiated().unwrap().tls);
-    assert_eq!(pair.a.tls_established(0), Err(CommandError::NotInTlsPhase));
+    assert!(
+        matches!(&pair.b_events[..], [_, Event::Established { tls: true, peer_node_id: Some(id), .. }] if id == "dtn://a/")
+    );
+    assert_eq!(pair.a.tls_established(0, vec![]), Err(CommandError::NotInTlsPhase));
+}
+
+fn tls_pair(a_id: &str, b_id: &str) -> Pair {
+    let mut a = config(a_id, true);
+    a.can_tls = true;
+    let mut b = config(b_id, false);
+    b.can_tls = true;
+    let mut pair = Pair::new(a, b);
+    pair.drive();
+    pair
+}
+
+#[test]
+fn a_node_id_its_certificate_does_not_name_is_refused() {
+    // RFC 9174 §4.4.3: a claims dtn://a/ but its certificate names dtn://x/.
+    let mut pair = tls_pair("dtn://a/", "dtn://b/");
+    pair.a.tls_established(pair.now, vec!["dtn://b/".into()]).unwrap();
+    pair.b.tls_established(pair.now, vec!["dtn://x/".into()]).unwrap();
+    pair.drive();
+    assert!(!pair.b.is_established());
+    assert!(pair.b_events.iter().any(|e| matches!(e,
+        Event::ProtocolError(SessionError::NodeIdNotCertified { claimed, certified })
+            if claimed == "dtn://a/" && certified == &["dtn://x/".to_owned()])));
+    assert!(!pair.b_events.iter().any(|e| matches!(e, Event::Established { .. })));
+    let (_, msgs_b) = decode(&pair.b_wire);
+    assert!(msgs_b.contains(&Msg::Term { flags: 0, reason: SessTermReason::ContactFailure }), "{msgs_b:?}");
+    // b never sent its SESS_INIT, so a never established either.
+    assert!(!pair.a_events.iter().any(|e| matches!(e, Event::Established { .. })));
+}
+
+#[test]
+fn an_undisclosed_node_id_is_the_certified_one() {
+    let mut pair = tls_pair("", "dtn://b/");
+    pair.a.tls_established(pair.now, vec!["dtn://b/".into()]).unwrap();
+    pair.b.tls_established(pair.now, vec!["dtn://a/".into(), "ipn:1.0".into()]).unwrap();
+    pair.drive();
+    assert_eq!(pair.b.negotiated().unwrap().peer_node_id.as_deref(), Some("dtn://a/"));
+}
+
+#[test]
+fn required_tls_that_the_peer_does_not_offer_ends_the_session() {
+    // §4.3: the passive side requires TLS, the active one lacks CAN_TLS.
+    let mut b = config("dtn://b/", false);
+    b.can_tls = true;
+    b.require_tls = true;
+    let mut pair = Pair::new(config("dtn://a/", true), b);
+    pair.drive();
+    assert!(pair.b.is_closed());
+    assert!(pair.b_events.contains(&Event::ProtocolError(SessionError::TlsRequired)));
+    let (ch_b, msgs_b) = decode(&pair.b_wire);
+    assert_eq!(ch_b.flags, ContactFlags::CAN_TLS);
+    assert_eq!(msgs_b, [Msg::Term { flags: 0, reason: SessTermReason::ContactFailure }]);
+    assert!(!pair.a_events.iter().any(|e| matches!(e, Event::Established { .. })));
+}
+
+#[test]
+fn tls_required_for_a_node_refuses_it_in_plain_and_lets_others_in() {
+    let mut b = config("dtn://b/", false);
+    b.require_tls_for = vec!["dtn://a/".into()];
+    let mut pair = Pair::new(config("dtn://a/", true), b.clone());
+    pair.drive();
+    assert!(!pair.b.is_established());
+    assert!(pair
+        .b_events
+        .contains(&Event::ProtocolError(SessionError::TlsRequiredForNode { node_id: "dtn://a/".into() })));
+    let (_, msgs_b) = decode(&pair.b_wire);
+    assert!(msgs_b.contains(&Msg::Term { flags: 0, reason: SessTermReason::ContactFailure }), "{msgs_b:?}");
+
+    let mut pair = Pair::new(config("dtn://c/", true), b);
+    pair.drive();
+    assert!(pair.b.is_established());
 }
 
 #[test]
@@ -1311,7 +1387,13 @@ fn golden_sess_init_and_xfer_segment() {
     s.handle_bytes(0, peer_init);
     assert_eq!(
         drain_events(&mut s),
-        [Event::Established { peer_node_id: None, peer_segment_mru: 4, peer_transfer_mru: 1 << 20, keepalive: 30 }]
+        [Event::Established {
+            peer_node_id: None,
+            peer_segment_mru: 4,
+            peer_transfer_mru: 1 << 20,
+            keepalive: 30,
+            tls: false
+        }]
     );
     s.send_bundle(b"hello".to_vec()).unwrap();
     #[rustfmt::skip]

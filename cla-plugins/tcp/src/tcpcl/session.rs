@@ -59,6 +59,12 @@ pub struct Config {
     /// Set CAN_TLS in our contact header (§4.2). When both sides set it the
     /// session pauses in [`Phase::Tls`] for the I/O side to run TLS.
     pub can_tls: bool,
+    /// Refuse a session that does not negotiate TLS: SESS_TERM "Contact
+    /// Failure" right after the contact headers (RFC 9174 §4.3).
+    pub require_tls: bool,
+    /// Refuse a session without TLS from a peer whose SESS_INIT claims one of
+    /// these node IDs (SESS_TERM "Contact Failure").
+    pub require_tls_for: Vec<String>,
     /// The longest session or transfer extension item list we accept.
     pub max_extensions_len: u32,
     /// The longest node ID we accept from the peer.
@@ -113,6 +119,8 @@ impl Config {
             transfer_mru: 64 << 20,
             max_tx_segment: 1 << 20,
             can_tls: false,
+            require_tls: false,
+            require_tls_for: Vec::new(),
             max_extensions_len: 64 * 1024,
             max_node_id_len: 1024,
             contact_timeout_ms: 30_000,
@@ -239,6 +247,9 @@ pub enum Event {
         peer_transfer_mru: u64,
         /// The negotiated keepalive interval in seconds (0 = none).
         keepalive: u16,
+        /// The session runs over TLS; `peer_node_id` is then one its
+        /// certificate names.
+        tls: bool,
     },
     /// A whole bundle arrived. Its final XFER_ACK is held back until
     /// [`Session::accept_transfer`] (once the bundle is durable) or
@@ -393,6 +404,25 @@ pub enum SessionError {
     /// The transport closed before SESS_TERM was exchanged both ways.
     #[error("connection closed before the session terminated")]
     ConnectionLost,
+    /// TLS is required ([`Config::require_tls`]) and the peer did not offer it.
+    #[error("TLS is required and the peer does not offer it (no CAN_TLS)")]
+    TlsRequired,
+    /// TLS is required for the node ID the peer claims
+    /// ([`Config::require_tls_for`]) and the session has none.
+    #[error("{node_id} must use TLS, and this session has none")]
+    TlsRequiredForNode {
+        /// The node ID in the peer's SESS_INIT.
+        node_id: String,
+    },
+    /// The peer's SESS_INIT claims a node ID its TLS certificate does not
+    /// name (RFC 9174 §4.4.3).
+    #[error("the peer claims to be {claimed} but its certificate names {certified:?}")]
+    NodeIdNotCertified {
+        /// The node ID in the peer's SESS_INIT.
+        claimed: String,
+        /// The node IDs in its certificate.
+        certified: Vec<String>,
+    },
 }
 
 /// Why a command could not be carried out.
@@ -487,6 +517,8 @@ pub struct Session {
     last_refused: Option<u64>,
     /// TLS was negotiated and the I/O side reported it established.
     tls: bool,
+    /// The node IDs the peer's TLS certificate names.
+    certified: Vec<String>,
 }
 
 impl Session {
@@ -517,6 +549,7 @@ impl Session {
             awaiting_bytes: 0,
             last_refused: None,
             tls: false,
+            certified: Vec::new(),
         };
         if session.config.active {
             session.send_contact_header();
@@ -757,12 +790,16 @@ impl Session {
         std::mem::take(&mut self.rx_buf)
     }
 
-    /// The TLS handshake completed; SESS_INIT follows (RFC 9174 §4.4).
-    pub fn tls_established(&mut self, now: u64) -> Result<(), CommandError> {
+    /// The TLS handshake completed and authenticated the peer's certificate,
+    /// which names `certified_node_ids` (RFC 9174 §4.4.1: its id-on-bundleEID
+    /// subjectAltNames). SESS_INIT follows; the node ID the peer claims there
+    /// must be one of them (§4.4.3), and an undisclosed one becomes the first.
+    pub fn tls_established(&mut self, now: u64, certified_node_ids: Vec<String>) -> Result<(), CommandError> {
         if self.phase != Phase::Tls {
             return Err(CommandError::NotInTlsPhase);
         }
         self.tls = true;
+        self.certified = certified_node_ids;
         self.enter_sess_init();
         self.process_input(now);
         Ok(())
@@ -922,7 +959,7 @@ impl Session {
                     Ok(None) => break,
                     Ok(Some((header, n))) => {
                         pos += n;
-                        self.on_contact_header(header);
+                        self.on_contact_header(now, header);
                     }
                     Err(err) => {
                         self.on_wire_error(now, err);
@@ -977,7 +1014,7 @@ impl Session {
         self.finish();
     }
 
-    fn on_contact_header(&mut self, header: ContactHeader) {
+    fn on_contact_header(&mut self, now: u64, header: ContactHeader) {
         if header.version != VERSION {
             self.protocol_error(SessionError::VersionMismatch { version: header.version });
             if !self.config.active {
@@ -1003,6 +1040,12 @@ impl Session {
             // §4.4: TLS right after the contact headers, active = client.
             self.phase = Phase::Tls;
             self.events.push_back(Event::StartTls { client: self.config.active });
+        } else if self.config.require_tls {
+            // §4.3: TLS required by policy but not negotiated: "Contact
+            // Failure", then close (no SESS_INIT will be parsed).
+            self.protocol_error(SessionError::TlsRequired);
+            self.terminate(now, SessTermReason::ContactFailure);
+            self.finish();
         } else {
             self.enter_sess_init();
         }
@@ -1068,11 +1111,32 @@ impl Session {
             self.terminate(now, SessTermReason::ContactFailure);
             return;
         }
+        let claimed = (!init.node_id.is_empty()).then(|| init.node_id.to_owned());
+        let peer_node_id = if self.tls {
+            match claimed {
+                // §4.4.3: the certificate must name the node ID claimed.
+                Some(id) if !self.certified.contains(&id) => {
+                    let certified = self.certified.clone();
+                    self.protocol_error(SessionError::NodeIdNotCertified { claimed: id, certified });
+                    self.terminate(now, SessTermReason::ContactFailure);
+                    return;
+                }
+                Some(id) => Some(id),
+                None => self.certified.first().cloned(),
+            }
+        } else {
+            if let Some(id) = claimed.as_ref().filter(|id| self.config.require_tls_for.contains(id)) {
+                self.protocol_error(SessionError::TlsRequiredForNode { node_id: id.clone() });
+                self.terminate(now, SessTermReason::ContactFailure);
+                return;
+            }
+            claimed
+        };
         if !self.config.active {
             self.send_sess_init();
         }
         let negotiated = Negotiated {
-            peer_node_id: (!init.node_id.is_empty()).then(|| init.node_id.to_owned()),
+            peer_node_id,
             // §4.7: the minimum of both; 0 disables keepalives.
             keepalive: self.config.keepalive_secs.min(init.keepalive),
             peer_segment_mru: init.segment_mru,
@@ -1084,6 +1148,7 @@ impl Session {
             peer_segment_mru: negotiated.peer_segment_mru,
             peer_transfer_mru: negotiated.peer_transfer_mru,
             keepalive: negotiated.keepalive,
+            tls: negotiated.tls,
         });
         let peer_transfer_mru = negotiated.peer_transfer_mru;
         self.negotiated = Some(negotiated);

@@ -137,6 +137,10 @@ pub struct LinkArgs {
     /// Measure Ferry only.
     #[arg(long)]
     pub no_dtn7: bool,
+    /// Also measure a ferryd pair over TCPCLv4 with TLS 1.3 (certificates
+    /// as `ferry tls gen` makes them), with its ratios to plain TCPCLv4.
+    #[arg(long)]
+    pub tls: bool,
     /// MiB dd writes to measure the disk.
     #[arg(long, default_value_t = 256)]
     pub dd_mib: u64,
@@ -188,8 +192,16 @@ pub fn run(args: &LinkArgs) -> Result<ExitCode> {
 
     eprintln!("ferry: bench link: ferryd -> ferryd over TCPCLv4");
     let mut ferry = plan.run(&runtime, &work.0.join("ferry"), args.keep, true, &|dir: &Path| {
-        Pair::ferryd(&ferryd, &plugin, dir, &args.log)
+        Pair::ferryd(&ferryd, &plugin, dir, &args.log, false)
     })?;
+    let ferry_tls = if args.tls {
+        eprintln!("ferry: bench link: ferryd -> ferryd over TCPCLv4 with TLS 1.3");
+        Some(plan.run(&runtime, &work.0.join("ferry-tls"), args.keep, true, &|dir: &Path| {
+            Pair::ferryd(&ferryd, &plugin, dir, &args.log, true)
+        })?)
+    } else {
+        None
+    };
     // How close each size came to what the disk allows: its durable write
     // rate divided by the bytes both daemons wrote per payload byte.
     for p in ferry["throughput"].as_array_mut().into_iter().flatten() {
@@ -218,6 +230,7 @@ pub fn run(args: &LinkArgs) -> Result<ExitCode> {
     let ceiling = disk_mb_s / FERRY_WRITES_PER_PAYLOAD_BYTE as f64;
     let share = large.and_then(|p| p["mb_per_s"].as_f64()).filter(|_| ceiling > 0.0).map(|mb| round3(mb / ceiling));
     let vs = dtn7.as_ref().map(|d| ratios(&ferry, d));
+    let tls_vs = ferry_tls.as_ref().map(|t| ratios(t, &ferry));
     let report = json!({
         "disk": disk,
         "ferry_writes_per_payload_byte": {
@@ -240,14 +253,19 @@ pub fn run(args: &LinkArgs) -> Result<ExitCode> {
         "ferry": ferry,
         "dtn7": dtn7,
         "ferry_over_dtn7": vs,
+        "ferry_tls": ferry_tls,
+        "ferry_tls_over_plain": tls_vs,
     });
     drop(work);
     println!("{}", serde_json::to_string_pretty(&report).unwrap_or_else(|_| report.to_string()));
     // Success when Ferry's pair got everything through; how far dtnd got is
     // a result, not a failure of the bench.
     let ferry = &report["ferry"];
-    let ok = ferry["throughput"].as_array().is_some_and(|ps| ps.iter().all(|p| p["complete"] == true))
-        && ferry["ping"]["count"].as_u64() == Some(plan.pings);
+    let complete = |r: &Value| {
+        r["throughput"].as_array().is_some_and(|ps| ps.iter().all(|p| p["complete"] == true))
+            && r["ping"]["count"].as_u64() == Some(plan.pings)
+    };
+    let ok = complete(ferry) && (report["ferry_tls"].is_null() || complete(&report["ferry_tls"]));
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
@@ -673,10 +691,18 @@ struct Pair {
 
 impl Pair {
     /// Two ferryd with durable stores in `dir`, A's TCP plugin dialing B's.
-    fn ferryd(exe: &Path, plugin: &Path, dir: &Path, log: &str) -> Result<Pair> {
+    /// Two ferryd, A dialing B; with `tls`, each with a certificate over its
+    /// node key that the other trusts, and TLS required.
+    fn ferryd(exe: &Path, plugin: &Path, dir: &Path, log: &str, tls: bool) -> Result<Pair> {
         let (pa, pb) = (free_port("127.0.0.1:0")?, free_port("127.0.0.1:0")?);
-        let (b, b_api) = start_ferryd(exe, plugin, dir, log, NODE_B, pb, None)?;
-        let (a, a_api) = start_ferryd(exe, plugin, dir, log, NODE_A, pa, Some(pb))?;
+        let (tls_a, tls_b) = if tls {
+            let (a, b) = (tls_credentials(dir, NODE_A)?, tls_credentials(dir, NODE_B)?);
+            (Some(tls_table(&a, &b)), Some(tls_table(&b, &a)))
+        } else {
+            (None, None)
+        };
+        let (b, b_api) = start_ferryd(exe, plugin, dir, log, NODE_B, pb, None, tls_b.as_deref())?;
+        let (a, a_api) = start_ferryd(exe, plugin, dir, log, NODE_A, pa, Some(pb), tls_a.as_deref())?;
         let client = http_client()?;
         for (api, service) in [(&b_api, SINK), (&b_api, ECHO), (&a_api, PONG), (&a_api, SOURCE)] {
             let url = format!("{api}/register?{service}");
@@ -807,8 +833,30 @@ fn wait_listening(addr: &str, what: &str, proc: &mut Proc) -> Result<()> {
     Ok(())
 }
 
+/// The certificate and key of `dtn://<name>/` in `dir/<name>/tls`, over the
+/// node key in its data folder, as `ferry tls gen` makes them: (cert, key).
+fn tls_credentials(dir: &Path, name: &str) -> Result<(PathBuf, PathBuf)> {
+    let data = dir.join(name);
+    let tls = data.join("tls");
+    std::fs::create_dir_all(&tls).with_context(|| format!("cannot create {}", tls.display()))?;
+    let identity = crate::security::Identity::load_or_create(&data)?;
+    let (cert, key) = super::tls::node_certificate(&identity, &format!("dtn://{name}/"), 30)?;
+    let paths = (tls.join("cert.pem"), tls.join("key.pem"));
+    std::fs::write(&paths.0, cert).with_context(|| format!("cannot write {}", paths.0.display()))?;
+    std::fs::write(&paths.1, key).with_context(|| format!("cannot write {}", paths.1.display()))?;
+    Ok(paths)
+}
+
+/// The TCP plugin's `[tls]` table: `own` credentials, trusting `peer`'s certificate.
+fn tls_table(own: &(PathBuf, PathBuf), peer: &(PathBuf, PathBuf)) -> String {
+    let q = |p: &Path| toml::Value::String(p.display().to_string());
+    format!("[cla.settings.tls]\ncert = {}\nkey = {}\ntrust = [{}]\nrequire = true\n", q(&own.0), q(&own.1), q(&peer.0))
+}
+
 /// Starts ferryd `dtn://<name>/` on `dir/<name>` with the TCP plugin
-/// listening on 127.0.0.1:`listen` and dialing 127.0.0.1:`peer`; its API base URL.
+/// listening on 127.0.0.1:`listen` and dialing 127.0.0.1:`peer` (with the
+/// `[cla.settings.tls]` table `tls`); its API base URL.
+#[allow(clippy::too_many_arguments)]
 fn start_ferryd(
     exe: &Path,
     plugin: &Path,
@@ -817,6 +865,7 @@ fn start_ferryd(
     name: &str,
     listen: u16,
     peer: Option<u16>,
+    tls: Option<&str>,
 ) -> Result<(Proc, String)> {
     let peers = peer.map(|p| format!("\"tcpcl://127.0.0.1:{p}\"")).unwrap_or_default();
     let config = dir.join(format!("{name}.toml"));
@@ -825,8 +874,9 @@ fn start_ferryd(
         &config,
         format!(
             "node_id = \"dtn://{name}/\"\n[[cla]]\npath = {}\n[cla.settings]\nlisten = [\"127.0.0.1:{listen}\"]\n\
-             peers = [{peers}]\n",
-            toml::Value::String(plugin.to_owned())
+             peers = [{peers}]\n{}",
+            toml::Value::String(plugin.to_owned()),
+            tls.unwrap_or_default()
         ),
     )
     .with_context(|| format!("cannot write {}", config.display()))?;

@@ -14,6 +14,7 @@
 //! - [`apps`], [`mail`], [`git`]: the WebAssembly apps, and submission to
 //!   the email and gitsync apps;
 //! - [`security`]: `ferry id` and `ferry trust` (the node's key, trusted peers);
+//! - [`tls`]: `ferry tls gen` (the node's certificate for TCPCLv4 over TLS);
 //! - [`fmt`]: small text helpers shared by the commands (hex, durations, tables).
 //!
 //! Exit codes: 0 success; 1 failure (an error message on stderr), and for
@@ -35,6 +36,7 @@ pub mod recv;
 pub mod security;
 pub mod send;
 pub mod status;
+pub mod tls;
 pub mod usb;
 
 use std::path::PathBuf;
@@ -104,6 +106,11 @@ pub enum Command {
     Trust {
         #[command(subcommand)]
         command: security::TrustCommand,
+    },
+    /// The node's TLS certificate for TCPCLv4 over TLS (no daemon involved).
+    Tls {
+        #[command(subcommand)]
+        command: tls::TlsCommand,
     },
     /// Measure ferryd's performance.
     Bench {
@@ -177,5 +184,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench { command: BenchCommand::Apps(args) } => bench_apps::run(&args),
         Command::Id => security::id(&api()?, json),
         Command::Trust { command } => security::trust(&api()?, &command, json),
+        Command::Tls { command } => tls::run(&command, json),
     }
 }

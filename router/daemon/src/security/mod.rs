@@ -159,6 +159,19 @@ impl Identity {
     pub fn public_key(&self) -> VerifyingKey {
         self.key.verifying_key()
     }
+
+    /// The key as PKCS#8 v1 DER (RFC 8410): what TLS libraries load, e.g.
+    /// for the node's TLS certificate (`ferry tls gen`).
+    pub fn pkcs8_der(&self) -> Zeroizing<Vec<u8>> {
+        // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING {
+        // OCTET STRING (the 32-byte seed) } }
+        const PREFIX: [u8; 16] =
+            [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+        let mut der = Zeroizing::new(Vec::with_capacity(48));
+        der.extend_from_slice(&PREFIX);
+        der.extend_from_slice(self.key.as_bytes());
+        der
+    }
 }
 
 /// A public key as `ferry id` shows it and `ferry trust add` takes it.
