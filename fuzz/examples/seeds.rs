@@ -273,6 +273,16 @@ fn usbdir_seeds(s: &Seeds, bundle: &[u8]) -> Res<()> {
     Ok(())
 }
 
+/// Certificates as OpenSSL and `ferry tls gen` write them (DER fixtures of
+/// the TCP plugin's tests).
+fn tls_seeds(s: &Seeds, repo: &Path) -> Res<()> {
+    for name in ["openssl-bundle-eid", "ferry-tls-gen"] {
+        let der = fs::read(repo.join(format!("cla-plugins/tcp/tests/fixtures/{name}.der")))?;
+        s.put("tls_names", name, &der)?;
+    }
+    Ok(())
+}
+
 fn text_seeds(s: &Seeds, repo: &Path) -> Res<()> {
     let plan = fs::read_to_string(repo.join("sim/examples/city/plan.txt"))?;
     let short_plan: String = plan.lines().take(40).map(|l| format!("{l}\n")).collect();
@@ -342,6 +352,7 @@ fn main() -> Res<()> {
     serial_seeds(&s, &small)?;
     lora_seeds(&s, &small)?;
     usbdir_seeds(&s, &sample)?;
+    tls_seeds(&s, &repo)?;
     text_seeds(&s, &repo)?;
     Ok(())
 }

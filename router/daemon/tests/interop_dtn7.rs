@@ -129,6 +129,35 @@ fn a_bundle_goes_to_dtnd_once_when_both_sides_dialed() {
     assert!(dtnd.take().is_none(), "dtnd delivered the bundle twice");
 }
 
+/// A ferryd with TLS configured (not required) offers CAN_TLS; dtnd does
+/// not, so the session is plain TCPCL and bundles cross both ways (RFC 9174
+/// §4.3: TLS only when both sides offer it).
+#[test]
+fn a_ferryd_offering_tls_talks_plain_tcpcl_with_dtnd() {
+    let Some(bin) = dtn7("the TLS fallback test") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("alpha");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["tls", "gen", "--node-id", "dtn://alpha/", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tls = format!(
+        "[cla.settings.tls]\ncert = \"{0}/tls/cert.pem\"\nkey = \"{0}/tls/key.pem\"\ntrust = [\"{0}/tls/cert.pem\"]\n",
+        data.display()
+    );
+    let ports = FerryPorts::new();
+    let dtnd = Dtnd::start(&bin, "node2", &[ports.dtn7_tcp("alpha")]);
+    let a = ferryd_with(dir.path(), "alpha", &ports, &[dtnd.tcpcl_url()], &tls);
+    a.get_ok("/register?incoming");
+    ferry_send(&a, "dtn://node2/incoming", b"to dtnd, offered TLS".to_vec());
+    assert_eq!(dtnd.receive(WAIT), b"to dtnd, offered TLS");
+    dtnd.send("dtn://alpha/incoming", b"from dtnd, in plain".to_vec());
+    assert_eq!(ferry_receive(&a, "incoming", WAIT, &dtnd), b"from dtnd, in plain");
+    assert!(!a.log_text().contains(", TLS,"), "no TLS session with dtnd: {}", a.log_text());
+}
+
 /// 1,000 bundles of 16 to 64 bytes, ferryd → dtnd over TCPCL: every payload
 /// arrives once, within a minute.
 #[test]

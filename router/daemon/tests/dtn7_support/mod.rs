@@ -335,6 +335,12 @@ impl FerryPorts {
 /// and MTCP on `ports` and dialing `peers`; peer MRUs are not respected
 /// (dtn7-rs advertises 64000 octets and takes more).
 pub fn ferryd(dir: &Path, name: &str, ports: &FerryPorts, peers: &[String]) -> Ferryd {
+    ferryd_with(dir, name, ports, peers, "")
+}
+
+/// [`ferryd`] with `more` appended to the plugin's settings (e.g. a
+/// `[cla.settings.tls]` table).
+pub fn ferryd_with(dir: &Path, name: &str, ports: &FerryPorts, peers: &[String], more: &str) -> Ferryd {
     std::fs::create_dir_all(dir).expect("test folder");
     let cfg = dir.join(format!("{name}.toml"));
     let peers: Vec<String> = peers.iter().map(|p| format!("\"{p}\"")).collect();
@@ -342,7 +348,7 @@ pub fn ferryd(dir: &Path, name: &str, ports: &FerryPorts, peers: &[String]) -> F
         &cfg,
         format!(
             "node_id = \"dtn://{name}/\"\n[[cla]]\npath = \"{}\"\n[cla.settings]\nlisten = [\"127.0.0.1:{}\"]\n\
-             mtcp_listen = [\"127.0.0.1:{}\"]\npeers = [{}]\nrespect_peer_transfer_mru = false\n",
+             mtcp_listen = [\"127.0.0.1:{}\"]\npeers = [{}]\nrespect_peer_transfer_mru = false\n{more}",
             tcp_plugin().display(),
             ports.tcpcl,
             ports.mtcp,
