@@ -92,6 +92,16 @@ impl Ferryd {
     /// [`Ferryd::start_with`], run through `wrapper` (a command that ends
     /// by running its arguments, e.g. `unshare -m sh -c '... && exec "$@"' sh`).
     pub fn start_wrapped(data_dir: &Path, wrapper: &[&str], extra: &[&str]) -> Ferryd {
+        Ferryd::spawn(data_dir, wrapper, extra, "info,ferry_daemon=debug")
+    }
+
+    /// [`Ferryd::start_with`] with `RUST_LOG=<log_filter>` (long runs keep
+    /// their logs small with "warn").
+    pub fn start_logging(data_dir: &Path, log_filter: &str, extra: &[&str]) -> Ferryd {
+        Ferryd::spawn(data_dir, &[], extra, log_filter)
+    }
+
+    fn spawn(data_dir: &Path, wrapper: &[&str], extra: &[&str], log_filter: &str) -> Ferryd {
         let log = data_dir.with_extension("log");
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("create ferryd log");
         let mut command = match wrapper.split_first() {
@@ -107,7 +117,7 @@ impl Ferryd {
             .arg(data_dir)
             .args(["--api", "127.0.0.1:0", "--no-default-cla"])
             .args(extra)
-            .env("RUST_LOG", "info,ferry_daemon=debug")
+            .env("RUST_LOG", log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file)
@@ -133,6 +143,11 @@ impl Ferryd {
             }
         }
         ferryd
+    }
+
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn log_text(&self) -> String {
