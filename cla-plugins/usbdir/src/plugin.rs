@@ -604,11 +604,37 @@ impl Worker {
             self.roots[i].present = true;
             self.roots[i].troubles.clear();
             self.host().info(&format!("{} appeared", path.display()));
+            self.remove_stale_parts(&path);
         }
         self.announce(i);
         let scanned = self.scan(i);
         self.report_sync(i, scanned);
         true
+    }
+
+    /// Removes the `.part` files in this node's own mailboxes on `root` that
+    /// no queued write owns: writes of an earlier run (or of a stick pulled
+    /// mid-write) that never reached their rename. Only this node writes
+    /// there, and such a bundle was never counted as sent, so it is written
+    /// again; left alone, they would pile up on the stick.
+    fn remove_stale_parts(&self, root: &Path) {
+        let pending: HashSet<PathBuf> = lock(&self.shared.queue).writes.iter().map(|w| w.part.clone()).collect();
+        let mut removed = 0;
+        for mailbox in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            let outbox = mailbox.path().join(&self.shared.me_dir);
+            for file in std::fs::read_dir(&outbox).into_iter().flatten().flatten() {
+                let is_part = file.file_name().to_str().is_some_and(|n| name::classify(n) == FileKind::Part);
+                if is_part && !pending.contains(&file.path()) && std::fs::remove_file(file.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        if removed > 0 {
+            self.host().info(&format!(
+                "{}: removed {removed} unfinished .part file(s) this node left (their bundles are written again)",
+                root.display()
+            ));
+        }
     }
 
     /// Logs a problem with a folder once (until it goes away).
@@ -1016,6 +1042,41 @@ mod tests {
         let status = wait_for("the sync to end", || SyncStatus::read(&status_file).filter(|s| s.done));
         assert_eq!((status.written, &status.error), (1, &None), "{status:?}");
         assert_eq!(*lock(&host.done), [(77, Outcome::Sent)]);
+        inst.stop();
+    }
+
+    /// A node killed mid-write leaves `.part` files in its own outboxes;
+    /// when it starts again they are removed (the bundles are written
+    /// anew). Another node's `.part` files and complete files stay.
+    #[test]
+    fn a_restarted_node_removes_the_part_files_it_left_and_only_those() {
+        let stick = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let me = name::encode_node("dtn://me/").unwrap();
+        let b = name::encode_node("dtn://b/").unwrap();
+        let mine = stick.path().join(&b).join(&me);
+        let theirs = stick.path().join(&me).join(&b);
+        for d in [&mine, &theirs] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let h = "ab".repeat(32);
+        let stale = [mine.join(name::part_file(&h, 0)), mine.join(name::part_file(&h, 9))];
+        for p in &stale {
+            std::fs::write(p, b"half a bundle").unwrap();
+        }
+        let kept = [theirs.join(name::part_file(&h, 0)), mine.join(name::bundle_file(&h)), mine.join("notes.txt")];
+        for p in &kept {
+            std::fs::write(p, b"not mine to remove").unwrap();
+        }
+        let plugin = ferry_cla_abi::host::Plugin::in_process(&DESCRIPTOR).unwrap();
+        let host = Arc::new(Host::default());
+        let config = format!("path = \"{}\"\nstate_dir = \"{}\"\n", stick.path().display(), state.path().display());
+        let inst = plugin.instantiate("dtn://me/", &config, host.clone()).unwrap();
+        inst.start().unwrap();
+        wait_for("the stale .part files to go", || stale.iter().all(|p| !p.exists()).then_some(()));
+        for p in &kept {
+            assert!(p.exists(), "{} was removed", p.display());
+        }
         inst.stop();
     }
 

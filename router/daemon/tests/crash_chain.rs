@@ -9,6 +9,10 @@
 //! The app is a `/ws` subscriber at C (reconnecting whenever C restarts),
 //! which records each payload's sequence number.
 //!
+//! The second test does the same across a folder that both ends see (the
+//! usbdir plugin; a synced folder, or a stick in a hub): A writes, C reads
+//! and removes, and either is killed at random.
+//!
 //! Sizes come from the environment, small by default so that CI runs it in
 //! seconds. The figures in RELIABILITY.md come from
 //!
@@ -17,7 +21,8 @@
 //!   cargo test --release -p ferry-daemon --test crash_chain -- --nocapture
 //! ```
 //!
-//! which prints a JSON line of figures (`crash_chain: {...}`). A seed
+//! which prints a JSON line of figures for each (`crash_chain: {...}`,
+//! `crash_usb: {...}`). A seed
 //! (`FERRY_CRASH_SEED`, else the clock) picks the victims and moments; it is
 //! printed so that a run can be repeated.
 
@@ -74,20 +79,35 @@ struct Node {
     restarts: AtomicU64,
 }
 
+/// The TCP plugin listening on `listen` and dialing `peers`.
+fn tcp_cla(listen: u16, peers: &[u16]) -> String {
+    let peers: Vec<String> = peers.iter().map(|p| format!("\"tcpcl://127.0.0.1:{p}\"")).collect();
+    format!(
+        "[[cla]]\npath = \"{}\"\n[cla.settings]\nlisten = [\"127.0.0.1:{listen}\"]\npeers = [{}]\n",
+        tcp_plugin().display(),
+        peers.join(", ")
+    )
+}
+
+/// The usbdir plugin on `folder` (shared by both ends, as a synced folder
+/// or a stick in a hub would be), its state in `state`.
+fn usbdir_cla(folder: &Path, state: &Path) -> String {
+    let p = Path::new(env!("CARGO_BIN_EXE_ferryd")).parent().expect("target dir").join("libferry_cla_usbdir.so");
+    assert!(p.exists(), "{} is not built: run `cargo build --workspace` first", p.display());
+    format!(
+        "[[cla]]\npath = \"{}\"\n[cla.settings]\npath = \"{}\"\nstate_dir = \"{}\"\nnodes = [\"dtn://c/\"]\n\
+         poll_interval_ms = 100\n",
+        p.display(),
+        folder.display(),
+        state.display()
+    )
+}
+
 impl Node {
-    fn new(dir: &Path, name: &'static str, listen: u16, peers: &[u16]) -> Node {
-        let peers: Vec<String> = peers.iter().map(|p| format!("\"tcpcl://127.0.0.1:{p}\"")).collect();
+    /// `dtn://<name>/` with `clas` as its `[[cla]]` blocks.
+    fn new(dir: &Path, name: &'static str, clas: &str) -> Node {
         let config = dir.join(format!("{name}.toml"));
-        std::fs::write(
-            &config,
-            format!(
-                "node_id = \"dtn://{name}/\"\n[[cla]]\npath = \"{}\"\n[cla.settings]\nlisten = [\"127.0.0.1:{listen}\"]\n\
-                 peers = [{}]\n",
-                tcp_plugin().display(),
-                peers.join(", ")
-            ),
-        )
-        .unwrap();
+        std::fs::write(&config, format!("node_id = \"dtn://{name}/\"\n{clas}")).unwrap();
         let node = Node {
             name,
             data: dir.join(name),
@@ -171,19 +191,66 @@ fn app(c: Arc<Node>, got: Arc<Mutex<BTreeMap<u64, u32>>>, stop: Arc<AtomicBool>)
 
 #[test]
 fn acknowledged_bundles_survive_random_kills_along_the_chain() {
+    let (bundles, kills, seed) = sizes("crash_chain");
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let b = Arc::new(Node::new(dir.path(), "b", &tcp_cla(pb, &[])));
+    let c = Arc::new(Node::new(dir.path(), "c", &tcp_cla(pc, &[pb])));
+    let a = Arc::new(Node::new(dir.path(), "a", &tcp_cla(pa, &[pb])));
+    crash_run("crash_chain", &[a, b, c], bundles, kills, seed);
+}
+
+/// The same through a folder both nodes see (a synced folder, or a stick
+/// in a hub): A writes each bundle as a file (temporary name, fsync,
+/// rename) and forgets it; C reads it, stores it, and removes the file.
+/// Kills land between A's write and its own record of it, and between C's
+/// store and its removal of the file.
+#[test]
+fn acknowledged_bundles_survive_random_kills_at_both_ends_of_a_usb_folder() {
+    let (bundles, kills, seed) = sizes("crash_usb");
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("stick");
+    std::fs::create_dir(&folder).unwrap();
+    let c = Arc::new(Node::new(dir.path(), "c", &usbdir_cla(&folder, &dir.path().join("c-state"))));
+    let a = Arc::new(Node::new(dir.path(), "a", &usbdir_cla(&folder, &dir.path().join("a-state"))));
+    crash_run("crash_usb", &[a, c], bundles, kills, seed);
+    // Nothing is left on the stick but the plugin's own bookkeeping.
+    let left: Vec<String> =
+        walk(&folder).into_iter().filter(|f| f.ends_with(".bundle") || f.ends_with(".part")).collect();
+    assert!(left.is_empty(), "files left on the stick: {left:?}");
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}
+
+/// Bundles, kills and the seed, from FERRY_CRASH_BUNDLES, FERRY_CRASH_KILLS
+/// and FERRY_CRASH_SEED (else the clock).
+fn sizes(label: &str) -> (u64, u64, u64) {
     let bundles = env_or("FERRY_CRASH_BUNDLES", 600);
     let kills = env_or("FERRY_CRASH_KILLS", 4);
     let seed = env_or(
         "FERRY_CRASH_SEED",
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
     ) | 1;
-    eprintln!("crash_chain: seed {seed}, {bundles} bundles, {kills} kills");
-    let dir = tempfile::tempdir().unwrap();
-    let (pa, pb, pc) = (free_port(), free_port(), free_port());
-    let b = Arc::new(Node::new(dir.path(), "b", pb, &[]));
-    let c = Arc::new(Node::new(dir.path(), "c", pc, &[pb]));
-    let a = Arc::new(Node::new(dir.path(), "a", pa, &[pb]));
-    let nodes = [Arc::clone(&a), Arc::clone(&b), Arc::clone(&c)];
+    eprintln!("{label}: seed {seed}, {bundles} bundles, {kills} kills");
+    (bundles, kills, seed)
+}
+
+/// Sends `bundles` into the first node for the app at the last one (`c`)
+/// while `kills` random nodes are killed and restarted; then lets it drain
+/// and checks that every acknowledged bundle arrived.
+fn crash_run(label: &str, nodes: &[Arc<Node>], bundles: u64, kills: u64, seed: u64) {
+    let (a, c) = (Arc::clone(&nodes[0]), Arc::clone(&nodes[nodes.len() - 1]));
     let client = http();
     let register = client.get(format!("http://{}/register?sink", c.api())).send().unwrap();
     assert!(register.status().is_success());
@@ -233,14 +300,15 @@ fn acknowledged_bundles_survive_random_kills_along_the_chain() {
     // The killer: a random node at a random moment, while bundles flow.
     let mut rng = Rng(seed);
     // FERRY_CRASH_VICTIMS=bc: kill only B and C (default: any of a, b, c).
-    let allowed = std::env::var("FERRY_CRASH_VICTIMS").unwrap_or_else(|_| "abc".into());
-    assert!(allowed.chars().any(|c| "abc".contains(c)), "FERRY_CRASH_VICTIMS names none of a, b, c");
+    let names: String = nodes.iter().map(|n| n.name).collect();
+    let allowed = std::env::var("FERRY_CRASH_VICTIMS").unwrap_or_else(|_| names.clone());
+    assert!(allowed.chars().any(|c| names.contains(c)), "FERRY_CRASH_VICTIMS names none of {names}");
     let mut victims = Vec::new();
     let started = Instant::now();
     for _ in 0..kills {
         std::thread::sleep(Duration::from_millis(100 + rng.below(700)));
         let victim = loop {
-            let n = &nodes[rng.below(3) as usize];
+            let n = &nodes[rng.below(nodes.len() as u64) as usize];
             if allowed.contains(n.name) {
                 break n;
             }
@@ -271,7 +339,7 @@ fn acknowledged_bundles_survive_random_kills_along_the_chain() {
     let lost: Vec<u64> = acked.iter().copied().filter(|s| !got.contains_key(s)).collect();
     let twice: Vec<u64> = got.iter().filter(|(_, &n)| n > 1).map(|(&s, _)| s).collect();
     let unacked_delivered = got.keys().filter(|s| !acked.contains(s)).count();
-    let by_node = ["a", "b", "c"].map(|n| victims.iter().filter(|v| **v == n).count());
+    let by_node: Vec<usize> = nodes.iter().map(|n| victims.iter().filter(|v| **v == n.name).count()).collect();
     let figures = serde_json::json!({
         "seed": seed,
         "bundles_sent": bundles,
@@ -284,23 +352,17 @@ fn acknowledged_bundles_survive_random_kills_along_the_chain() {
         "kills_by_node": by_node,
         "seconds": started.elapsed().as_secs_f64(),
     });
-    eprintln!("crash_chain: {figures}");
+    eprintln!("{label}: {figures}");
     assert!(acked.len() as u64 > bundles / 2, "most sends were acknowledged: {figures}");
-    assert!(
-        lost.is_empty(),
-        "acknowledged bundles lost: {:?}…\n{figures}\nA:\n{}\nB:\n{}\nC:\n{}",
-        &lost[..lost.len().min(20)],
-        tail(&a.log()),
-        tail(&b.log()),
-        tail(&c.log())
-    );
+    let logs: String = nodes.iter().map(|n| format!("\n{}:\n{}", n.name, tail(&n.log()))).collect();
+    assert!(lost.is_empty(), "acknowledged bundles lost: {:?}…\n{figures}{logs}", &lost[..lost.len().min(20)]);
     // Duplicates are counted, not refused: a node forgets a bundle once it
     // delivered it, so a copy that a restarted upstream node sends again (it
     // had not yet recorded the forwarding) is delivered again, and a `/ws`
     // app that got a bundle just before C died gets it again after the
     // restart (RELIABILITY.md).
     if !twice.is_empty() {
-        eprintln!("crash_chain: delivered twice: {:?}", &twice[..twice.len().min(20)]);
+        eprintln!("{label}: delivered twice: {:?}", &twice[..twice.len().min(20)]);
     }
 }
 
