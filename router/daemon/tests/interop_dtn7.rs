@@ -322,7 +322,7 @@ fn ferry_bench_link_measures_ferryd_and_dtnd_pairs() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["bench", "link", "--small", "200", "--medium", "20", "--large-mib", "4", "--pings", "3"])
-        .args(["--dd-mib", "8", "--max-time", "30s", "--tls", "--dir"])
+        .args(["--dd-mib", "8", "--max-time", "30s", "--tls", "--chain", "--dir"])
         .arg(dir.path())
         .arg("--dtn7-bin")
         .arg(&bin)
@@ -333,7 +333,7 @@ fn ferry_bench_link_measures_ferryd_and_dtnd_pairs() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
     assert!(r["disk"]["mb_per_s"].as_f64().is_some_and(|v| v > 0.0), "{r}");
     assert!(r["ceiling_mb_per_s"].as_f64().is_some_and(|v| v > 0.0), "{r}");
-    for system in ["ferry", "ferry_tls", "dtn7"] {
+    for system in ["ferry", "ferry_tls", "ferry_chain", "dtn7"] {
         let s = &r[system];
         let phases = s["throughput"].as_array().unwrap_or_else(|| panic!("{system}: no throughput: {r}"));
         assert_eq!(phases.len(), 3, "{system}: {r}");
@@ -347,6 +347,7 @@ fn ferry_bench_link_measures_ferryd_and_dtnd_pairs() {
     }
     assert!(r["ferry_over_dtn7"]["mb_per_s_1mib"].as_f64().is_some(), "{r}");
     assert!(r["ferry_tls_over_plain"]["bundles_per_s_100b"].as_f64().is_some(), "{r}");
+    assert!(r["ferry_chain"]["throughput"][0]["cpu_s"]["relay"].as_f64().is_some(), "the relay is measured: {r}");
     // The bench's folder is gone, and with it every daemon it started.
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");

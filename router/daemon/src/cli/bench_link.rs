@@ -70,6 +70,7 @@ use super::fmt::dtn_now;
 /// Node names of the two routers of either pair.
 const NODE_A: &str = "bench-a";
 const NODE_B: &str = "bench-b";
+const NODE_RELAY: &str = "bench-relay";
 /// Services: throughput bundles come from A's source (dtnd refuses to send
 /// bundles whose source is not a registered endpoint of its own) and go to
 /// B's sink; pings go to B's echo, and back to A's pong.
@@ -141,6 +142,10 @@ pub struct LinkArgs {
     /// as `ferry tls gen` makes them), with its ratios to plain TCPCLv4.
     #[arg(long)]
     pub tls: bool,
+    /// Also measure a chain of three ferryd, A → R → B (R a relay with a
+    /// durable store of its own), with its ratios to the pair.
+    #[arg(long)]
+    pub chain: bool,
     /// MiB dd writes to measure the disk.
     #[arg(long, default_value_t = 256)]
     pub dd_mib: u64,
@@ -192,12 +197,20 @@ pub fn run(args: &LinkArgs) -> Result<ExitCode> {
 
     eprintln!("ferry: bench link: ferryd -> ferryd over TCPCLv4");
     let mut ferry = plan.run(&runtime, &work.0.join("ferry"), args.keep, true, &|dir: &Path| {
-        Pair::ferryd(&ferryd, &plugin, dir, &args.log, false)
+        Pair::ferryd(&ferryd, &plugin, dir, &args.log, false, false)
     })?;
+    let ferry_chain = if args.chain {
+        eprintln!("ferry: bench link: ferryd -> ferryd -> ferryd over TCPCLv4 (a chain through a relay)");
+        Some(plan.run(&runtime, &work.0.join("ferry-chain"), args.keep, true, &|dir: &Path| {
+            Pair::ferryd(&ferryd, &plugin, dir, &args.log, false, true)
+        })?)
+    } else {
+        None
+    };
     let ferry_tls = if args.tls {
         eprintln!("ferry: bench link: ferryd -> ferryd over TCPCLv4 with TLS 1.3");
         Some(plan.run(&runtime, &work.0.join("ferry-tls"), args.keep, true, &|dir: &Path| {
-            Pair::ferryd(&ferryd, &plugin, dir, &args.log, true)
+            Pair::ferryd(&ferryd, &plugin, dir, &args.log, true, false)
         })?)
     } else {
         None
@@ -231,6 +244,7 @@ pub fn run(args: &LinkArgs) -> Result<ExitCode> {
     let share = large.and_then(|p| p["mb_per_s"].as_f64()).filter(|_| ceiling > 0.0).map(|mb| round3(mb / ceiling));
     let vs = dtn7.as_ref().map(|d| ratios(&ferry, d));
     let tls_vs = ferry_tls.as_ref().map(|t| ratios(t, &ferry));
+    let chain_vs = ferry_chain.as_ref().map(|c| ratios(c, &ferry));
     let report = json!({
         "disk": disk,
         "ferry_writes_per_payload_byte": {
@@ -255,6 +269,8 @@ pub fn run(args: &LinkArgs) -> Result<ExitCode> {
         "ferry_over_dtn7": vs,
         "ferry_tls": ferry_tls,
         "ferry_tls_over_plain": tls_vs,
+        "ferry_chain": ferry_chain,
+        "ferry_chain_over_pair": chain_vs,
     });
     drop(work);
     println!("{}", serde_json::to_string_pretty(&report).unwrap_or_else(|_| report.to_string()));
@@ -265,7 +281,8 @@ pub fn run(args: &LinkArgs) -> Result<ExitCode> {
         r["throughput"].as_array().is_some_and(|ps| ps.iter().all(|p| p["complete"] == true))
             && r["ping"]["count"].as_u64() == Some(plan.pings)
     };
-    let ok = complete(ferry) && (report["ferry_tls"].is_null() || complete(&report["ferry_tls"]));
+    let ok =
+        complete(ferry) && ["ferry_tls", "ferry_chain"].iter().all(|k| report[*k].is_null() || complete(&report[*k]));
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
@@ -340,10 +357,13 @@ impl Plan {
         };
         // Stops a pair, removes its folder (unless kept); its peak RSS.
         let done = |pair: Pair, folder: PathBuf| {
-            let rss = json!({
+            let mut rss = json!({
                 "a": proc_status_kib(pair.a.pid(), "VmHWM:"),
                 "b": proc_status_kib(pair.b.pid(), "VmHWM:"),
             });
+            if let Some(r) = &pair.relay {
+                rss["relay"] = json!(proc_status_kib(r.pid(), "VmHWM:"));
+            }
             drop(pair);
             if !keep {
                 let _ = std::fs::remove_dir_all(folder);
@@ -479,6 +499,7 @@ impl PhaseOutcome {
         let payload = self.delivered.min(self.sent) * size;
         let written = |a: Option<u64>, b: Option<u64>| a.zip(b).map(|(a, b)| a.saturating_sub(b));
         let (wa, wb) = (written(after.write_a, before.write_a), written(after.write_b, before.write_b));
+        let wr = written(after.write_relay, before.write_relay);
         let cpu = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| round3(a - b));
         let mut r = json!({
             "payload_bytes": size,
@@ -502,8 +523,13 @@ impl PhaseOutcome {
                 "b": wb.map(|w| round3(w as f64 / 1e6)),
             },
         });
+        if before.cpu_relay.is_some() {
+            r["cpu_s"]["relay"] = json!(cpu(after.cpu_relay, before.cpu_relay));
+            r["disk_write_mb"]["relay"] = json!(wr.map(|w| round3(w as f64 / 1e6)));
+        }
         if durable && payload > 0 {
-            r["written_per_payload_byte"] = json!(wa.zip(wb).map(|(a, b)| round3((a + b) as f64 / payload as f64)));
+            let total = wa.zip(wb).map(|(a, b)| a + b + wr.unwrap_or(0));
+            r["written_per_payload_byte"] = json!(total.map(|t| round3(t as f64 / payload as f64)));
         }
         if self.short > 0 {
             r["short_deliveries"] = json!(self.short);
@@ -515,13 +541,16 @@ impl PhaseOutcome {
     }
 }
 
-/// CPU time and bytes written of both daemons and of the bench itself.
+/// CPU time and bytes written of the daemons (the relay's in a chain) and
+/// of the bench itself.
 struct Usage {
     cpu_a: Option<f64>,
     cpu_b: Option<f64>,
+    cpu_relay: Option<f64>,
     cpu_bench: Option<f64>,
     write_a: Option<u64>,
     write_b: Option<u64>,
+    write_relay: Option<u64>,
 }
 
 fn ping_report(rtts: &[f64]) -> Value {
@@ -685,15 +714,18 @@ struct Pair {
     store: &'static str,
     a: Proc,
     b: Proc,
+    /// In a chain: the node between A and B.
+    relay: Option<Proc>,
     a_api: String,
     b_api: String,
 }
 
 impl Pair {
-    /// Two ferryd with durable stores in `dir`, A's TCP plugin dialing B's.
-    /// Two ferryd, A dialing B; with `tls`, each with a certificate over its
-    /// node key that the other trusts, and TLS required.
-    fn ferryd(exe: &Path, plugin: &Path, dir: &Path, log: &str, tls: bool) -> Result<Pair> {
+    /// Two ferryd with durable stores in `dir`, A's TCP plugin dialing B's;
+    /// with `tls`, each with a certificate over its node key that the other
+    /// trusts, and TLS required; with `chain`, A dials a relay R that dials
+    /// B, with static routes through R both ways.
+    fn ferryd(exe: &Path, plugin: &Path, dir: &Path, log: &str, tls: bool, chain: bool) -> Result<Pair> {
         let (pa, pb) = (free_port("127.0.0.1:0")?, free_port("127.0.0.1:0")?);
         let (tls_a, tls_b) = if tls {
             let (a, b) = (tls_credentials(dir, NODE_A)?, tls_credentials(dir, NODE_B)?);
@@ -701,29 +733,51 @@ impl Pair {
         } else {
             (None, None)
         };
-        let (b, b_api) = start_ferryd(exe, plugin, dir, log, NODE_B, pb, None, tls_b.as_deref())?;
-        let (a, a_api) = start_ferryd(exe, plugin, dir, log, NODE_A, pa, Some(pb), tls_a.as_deref())?;
+        // A chain uses static routes, as an operator would for a fixed
+        // line: no node keeps a copy of what the next hop took.
+        let via = |to| chain.then_some((to, NODE_RELAY));
+        let (b, b_api) = start_ferryd(exe, plugin, dir, log, NODE_B, pb, None, via(NODE_A), tls_b.as_deref())?;
+        let (relay, a_dials) = if chain {
+            let pr = free_port("127.0.0.1:0")?;
+            let static_direct = Some((NODE_B, NODE_B));
+            let (r, r_api) = start_ferryd(exe, plugin, dir, log, NODE_RELAY, pr, Some(pb), static_direct, None)?;
+            (Some((r, r_api)), pr)
+        } else {
+            (None, pb)
+        };
+        let (a, a_api) = start_ferryd(exe, plugin, dir, log, NODE_A, pa, Some(a_dials), via(NODE_B), tls_a.as_deref())?;
         let client = http_client()?;
         for (api, service) in [(&b_api, SINK), (&b_api, ECHO), (&a_api, PONG), (&a_api, SOURCE)] {
             let url = format!("{api}/register?{service}");
             let r = client.get(&url).send().with_context(|| format!("GET {url}"))?;
             anyhow::ensure!(r.status().is_success(), "GET {url}: {}", r.status());
         }
-        let peer = format!("dtn://{NODE_B}/");
-        let deadline = Instant::now() + LINK_TIMEOUT;
-        loop {
-            let body = client.get(format!("{a_api}/status/peers")).send().and_then(|r| r.bytes());
-            let peers: Value = body.ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
-            if peers[&peer]["connected"] == true {
-                break;
-            }
-            if Instant::now() >= deadline {
-                bail!("ferryd A did not connect to B within {LINK_TIMEOUT:?}; A's log:\n{}", a.log_tail());
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        // Each link up before the clock starts: A's, and in a chain R's.
+        let mut links = vec![(&a_api, format!("dtn://{}/", if chain { NODE_RELAY } else { NODE_B }), &a)];
+        if let Some((r, r_api)) = &relay {
+            links.push((r_api, format!("dtn://{NODE_B}/"), r));
         }
+        for (api, peer, proc) in links {
+            let deadline = Instant::now() + LINK_TIMEOUT;
+            loop {
+                let body = client.get(format!("{api}/status/peers")).send().and_then(|r| r.bytes());
+                let peers: Value = body.ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
+                if peers[&peer]["connected"] == true {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    bail!(
+                        "ferryd at {api} did not connect to {peer} within {LINK_TIMEOUT:?}; its log:\n{}",
+                        proc.log_tail()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let relay = relay.map(|(r, _)| r);
         let daemon = format!("ferryd {}", env!("CARGO_PKG_VERSION"));
-        Ok(Pair { daemon, store: "RocksDB, every bundle synced to disk before it is acknowledged", a, b, a_api, b_api })
+        let store = "RocksDB, every bundle synced to disk before it is acknowledged";
+        Ok(Pair { daemon, store, a, b, relay, a_api, b_api })
     }
 
     /// Two dtnd with dtn7-rs's default in-memory store, each with the other as
@@ -739,6 +793,7 @@ impl Pair {
             store: "in memory (dtnd -D mem, its default)",
             a,
             b,
+            relay: None,
             a_api: format!("http://[::1]:{wa}"),
             b_api: format!("http://[::1]:{wb}"),
         })
@@ -748,9 +803,11 @@ impl Pair {
         Usage {
             cpu_a: cpu_seconds(self.a.pid()),
             cpu_b: cpu_seconds(self.b.pid()),
+            cpu_relay: self.relay.as_ref().and_then(|r| cpu_seconds(r.pid())),
             cpu_bench: cpu_seconds(std::process::id()),
             write_a: io_write_bytes(self.a.pid()),
             write_b: io_write_bytes(self.b.pid()),
+            write_relay: self.relay.as_ref().and_then(|r| io_write_bytes(r.pid())),
         }
     }
 }
@@ -865,16 +922,24 @@ fn start_ferryd(
     name: &str,
     listen: u16,
     peer: Option<u16>,
+    route_via: Option<(&str, &str)>,
     tls: Option<&str>,
 ) -> Result<(Proc, String)> {
+    // A static route (to, via): bundles for node `to` go through node `via`.
+    let router = match route_via {
+        Some((to, via)) => {
+            format!("router = \"static\"\n[[routes]]\npattern = \"dtn://{to}/*\"\nvia = \"dtn://{via}/\"\n")
+        }
+        None => String::new(),
+    };
     let peers = peer.map(|p| format!("\"tcpcl://127.0.0.1:{p}\"")).unwrap_or_default();
     let config = dir.join(format!("{name}.toml"));
     let plugin = plugin.to_str().context("the plugin's path is not UTF-8")?;
     std::fs::write(
         &config,
         format!(
-            "node_id = \"dtn://{name}/\"\n[[cla]]\npath = {}\n[cla.settings]\nlisten = [\"127.0.0.1:{listen}\"]\n\
-             peers = [{peers}]\n{}",
+            "node_id = \"dtn://{name}/\"\n{router}[[cla]]\npath = {}\n[cla.settings]\n\
+             listen = [\"127.0.0.1:{listen}\"]\npeers = [{peers}]\n{}",
             toml::Value::String(plugin.to_owned()),
             tls.unwrap_or_default()
         ),
