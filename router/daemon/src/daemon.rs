@@ -611,6 +611,7 @@ impl Daemon {
                     let mut next = Some((id, reason, delivered));
                     while let Some((id, reason, delivered)) = next.take() {
                         tracing::debug!(bundle = %id, ?reason, delivered = delivered.is_some(), "deleting bundle");
+                        crate::metrics::METRICS.deleted(reason, delivered.is_some());
                         match lock(&self.persisting).get_mut(&id) {
                             Some(w) => {
                                 w.delete_after = true;

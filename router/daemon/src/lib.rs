@@ -59,6 +59,7 @@
 //! | `GET /ferry/bundle.cbor?bid=<bid>` | the stored bytes; 404 |
 //! | `GET /ws` | websocket, see [`ws`] |
 //! | `GET /ferry/apps`, `/ferry/apps/{start,stop,logs}?name=N` | the apps, see [`apps::api`] |
+//! | `GET /metrics` | Prometheus metrics, see [`metrics`] |
 //! | `GET /ferry/id`, `GET /ferry/trust`, `POST /ferry/trust/{add,remove}` | identity and trusted keys, see [`security::api`] |
 
 pub mod api;
@@ -70,6 +71,7 @@ pub mod config;
 pub mod daemon;
 pub mod hot;
 pub mod memory;
+pub mod metrics;
 pub mod plugins;
 pub mod security;
 pub mod server;

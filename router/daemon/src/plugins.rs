@@ -50,6 +50,9 @@ struct Pending {
     id: BundleId,
     remaining: usize,
     outcome: TransmitOutcome,
+    /// The plugin's slot and the bytes handed to it (metrics).
+    slot: usize,
+    bytes: u64,
 }
 
 struct Slot {
@@ -258,6 +261,9 @@ impl ClaHost {
             pending.remove(&transmit)
         };
         if let Some(p) = done {
+            if let Some(slot) = self.slots().get(p.slot) {
+                crate::metrics::METRICS.cla_transmitted(&slot.name, p.bytes, p.outcome);
+            }
             let _ = self.settled.send((p.peer, p.id, p.outcome));
         }
     }
@@ -307,17 +313,26 @@ impl Cla for ClaHost {
     }
 
     fn transmit(&self, peer: PeerId, id: &BundleId, bundles: &[Vec<u8>]) -> Result<(), TransmitOutcome> {
-        let slot = (peer.0 >> HANDLE_BITS) as usize;
+        let slot_index = (peer.0 >> HANDLE_BITS) as usize;
         let handle = peer.0 & HANDLE_MASK;
-        let Some(slot) = self.slots().get(slot) else { return Err(TransmitOutcome::Failed) };
+        let Some(slot) = self.slots().get(slot_index) else { return Err(TransmitOutcome::Failed) };
         if bundles.is_empty() {
             return Err(TransmitOutcome::Failed);
         }
         // One entry for all parts, keyed by the first part's transmit ID; the
         // other parts' IDs map to it.
         let first = self.next_transmit.fetch_add(bundles.len() as u64, Ordering::Relaxed);
-        lock(&self.pending)
-            .insert(first, Pending { peer, id: id.clone(), remaining: bundles.len(), outcome: TransmitOutcome::Sent });
+        lock(&self.pending).insert(
+            first,
+            Pending {
+                peer,
+                id: id.clone(),
+                remaining: bundles.len(),
+                outcome: TransmitOutcome::Sent,
+                slot: slot_index,
+                bytes: bundles.iter().map(|b| b.len() as u64).sum(),
+            },
+        );
         lock(&self.parts).extend((0..bundles.len() as u64).map(|i| (first + i, first)));
         for (i, part) in bundles.iter().enumerate() {
             let tid = first + i as u64;
@@ -379,6 +394,7 @@ impl Bridge {
 impl HostCallbacks for Bridge {
     fn bundle_received(&self, handle: u64, bundle: &[u8], token: u64) {
         let Some(host) = self.host.upgrade() else { return };
+        crate::metrics::METRICS.cla_received(&self.name, bundle.len());
         let from = (handle != 0).then(|| self.peer(handle));
         let arrival = Arrival { slot: self.slot as usize, from, bytes: bundle.to_vec(), token };
         if host.intake.send(arrival).is_err() {
@@ -400,6 +416,7 @@ impl HostCallbacks for Bridge {
         };
         let peer = PeerInfo { id: self.peer(handle), node_id, mtu: info.mtu, rate_bps: info.rate_bps };
         tracing::info!(plugin = %self.name, peer = %peer.node_id, address = info.address, "peer up");
+        crate::metrics::METRICS.cla_peer_up(&self.name);
         let address = info.address.to_owned();
         host.rt.spawn(async move { daemon.peer_up(peer, address).await });
     }
@@ -408,6 +425,7 @@ impl HostCallbacks for Bridge {
         let Some((host, daemon)) = self.with_daemon() else { return };
         let peer = self.peer(handle);
         tracing::info!(plugin = %self.name, peer = peer.0, "peer down");
+        crate::metrics::METRICS.cla_peer_down(&self.name);
         host.rt.spawn(async move { daemon.peer_down(peer).await });
     }
 

@@ -150,11 +150,17 @@ pub async fn run(settings: Settings, stop: impl Future<Output = ()> + Send + 'st
 
     let app = api::router(AppState { daemon: Arc::clone(&daemon), shutdown: controller.handle() })
         .merge(crate::apps::api::router(Arc::clone(&apps)))
-        .merge(crate::security::api::router(Arc::clone(&security)));
+        .merge(crate::security::api::router(Arc::clone(&security)))
+        .merge(crate::metrics::router(Arc::clone(&daemon), Arc::clone(&apps)));
     let app = match token {
         Some(token) => crate::auth::require(app, token),
         None => app,
     };
+    // Outermost, so that refusals (401) are counted too.
+    let app = app.layer(axum::middleware::map_response(|r: axum::response::Response| async move {
+        crate::metrics::METRICS.api_request(r.status());
+        r
+    }));
     let mut server_stop = controller.handle();
     use axum::serve::ListenerExt;
     let listener = listener.tap_io(|tcp| {
