@@ -7,6 +7,7 @@
 //! - [`send`], [`recv`]: create a bundle, receive bundles on an endpoint;
 //! - [`bundles`], [`status`]: inspect and manage the node's store;
 //! - [`decode`]: decode and validate a bundle offline (no daemon involved);
+//! - [`doctor`]: check a node's setup and say what to fix;
 //! - [`mod@bench`]: measure durable ingest through the API;
 //! - [`bench_link`]: measure a link between two ferryd (and two dtnd, for comparison);
 //! - [`usb`]: sync with a plugged-in stick now (the usbdir plugin);
@@ -29,6 +30,7 @@ pub mod bench_usb;
 pub mod bundles;
 pub mod client;
 pub mod decode;
+pub mod doctor;
 pub mod fmt;
 pub mod git;
 pub mod mail;
@@ -112,6 +114,14 @@ pub enum Command {
         #[command(subcommand)]
         command: tls::TlsCommand,
     },
+    /// Check a node's config, data folder, store, plugins, apps, TLS files
+    /// and peers, and say what to fix.
+    Doctor(doctor::DoctorArgs),
+    /// Print a shell completion script: `ferry completions bash > /etc/bash_completion.d/ferry`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Measure ferryd's performance.
     Bench {
         #[command(subcommand)]
@@ -185,5 +195,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Id => security::id(&api()?, json),
         Command::Trust { command } => security::trust(&api()?, &command, json),
         Command::Tls { command } => tls::run(&command, json),
+        Command::Doctor(args) => doctor::run(&args, &cli.api, json),
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(shell, &mut Cli::command(), "ferry", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
