@@ -612,6 +612,11 @@ impl Daemon {
                     while let Some((id, reason, delivered)) = next.take() {
                         tracing::debug!(bundle = %id, ?reason, delivered = delivered.is_some(), "deleting bundle");
                         crate::metrics::METRICS.deleted(reason, delivered.is_some());
+                        match (delivered.is_some(), reason) {
+                            (true, _) => crate::events::EVENTS.publish("delivered", id.to_string()),
+                            (false, Some(r)) => crate::events::EVENTS.publish("deleted", format!("{id}: {r:?}")),
+                            (false, None) => {}
+                        }
                         match lock(&self.persisting).get_mut(&id) {
                             Some(w) => {
                                 w.delete_after = true;

@@ -60,6 +60,7 @@
 //! | `GET /ws` | websocket, see [`ws`] |
 //! | `GET /ferry/apps`, `/ferry/apps/{start,stop,logs}?name=N` | the apps, see [`apps::api`] |
 //! | `GET /metrics` | Prometheus metrics, see [`metrics`] |
+//! | `GET /ui` | the status page, see [`ui`]; its feeds: `/ferry/events` (server-sent events), `/ferry/events/recent`, `/ferry/peers/traffic`, see [`events`] |
 //! | `GET /ferry/id`, `GET /ferry/trust`, `POST /ferry/trust/{add,remove}` | identity and trusted keys, see [`security::api`] |
 
 pub mod api;
@@ -69,6 +70,7 @@ pub mod cla;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod events;
 pub mod hot;
 pub mod memory;
 pub mod metrics;
@@ -76,6 +78,7 @@ pub mod plugins;
 pub mod security;
 pub mod server;
 pub mod shutdown;
+pub mod ui;
 pub mod ws;
 
 pub mod cli;

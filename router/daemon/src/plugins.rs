@@ -263,6 +263,9 @@ impl ClaHost {
         if let Some(p) = done {
             if let Some(slot) = self.slots().get(p.slot) {
                 crate::metrics::METRICS.cla_transmitted(&slot.name, p.bytes, p.outcome);
+                if p.outcome == TransmitOutcome::Sent {
+                    crate::events::EVENTS.traffic_out(p.peer.0, p.bytes);
+                }
             }
             let _ = self.settled.send((p.peer, p.id, p.outcome));
         }
@@ -395,6 +398,9 @@ impl HostCallbacks for Bridge {
     fn bundle_received(&self, handle: u64, bundle: &[u8], token: u64) {
         let Some(host) = self.host.upgrade() else { return };
         crate::metrics::METRICS.cla_received(&self.name, bundle.len());
+        if handle != 0 {
+            crate::events::EVENTS.traffic_in(self.peer(handle).0, bundle.len());
+        }
         let from = (handle != 0).then(|| self.peer(handle));
         let arrival = Arrival { slot: self.slot as usize, from, bytes: bundle.to_vec(), token };
         if host.intake.send(arrival).is_err() {
@@ -417,6 +423,7 @@ impl HostCallbacks for Bridge {
         let peer = PeerInfo { id: self.peer(handle), node_id, mtu: info.mtu, rate_bps: info.rate_bps };
         tracing::info!(plugin = %self.name, peer = %peer.node_id, address = info.address, "peer up");
         crate::metrics::METRICS.cla_peer_up(&self.name);
+        crate::events::EVENTS.peer_up(peer.id.0, &peer.node_id.to_string(), &self.name, info.address);
         let address = info.address.to_owned();
         host.rt.spawn(async move { daemon.peer_up(peer, address).await });
     }
@@ -426,6 +433,7 @@ impl HostCallbacks for Bridge {
         let peer = self.peer(handle);
         tracing::info!(plugin = %self.name, peer = peer.0, "peer down");
         crate::metrics::METRICS.cla_peer_down(&self.name);
+        crate::events::EVENTS.peer_down(peer.0);
         host.rt.spawn(async move { daemon.peer_down(peer).await });
     }
 
@@ -438,8 +446,14 @@ impl HostCallbacks for Bridge {
     fn log(&self, level: i32, msg: &str) {
         let plugin = self.name.as_str();
         match level {
-            ferry_cla_abi::LOG_ERROR => tracing::error!(plugin, "{msg}"),
-            ferry_cla_abi::LOG_WARN => tracing::warn!(plugin, "{msg}"),
+            ferry_cla_abi::LOG_ERROR => {
+                tracing::error!(plugin, "{msg}");
+                crate::events::EVENTS.publish("warning", format!("{plugin}: {msg}"));
+            }
+            ferry_cla_abi::LOG_WARN => {
+                tracing::warn!(plugin, "{msg}");
+                crate::events::EVENTS.publish("warning", format!("{plugin}: {msg}"));
+            }
             ferry_cla_abi::LOG_INFO => tracing::info!(plugin, "{msg}"),
             ferry_cla_abi::LOG_DEBUG => tracing::debug!(plugin, "{msg}"),
             _ => tracing::trace!(plugin, "{msg}"),

@@ -151,7 +151,9 @@ pub async fn run(settings: Settings, stop: impl Future<Output = ()> + Send + 'st
     let app = api::router(AppState { daemon: Arc::clone(&daemon), shutdown: controller.handle() })
         .merge(crate::apps::api::router(Arc::clone(&apps)))
         .merge(crate::security::api::router(Arc::clone(&security)))
-        .merge(crate::metrics::router(Arc::clone(&daemon), Arc::clone(&apps)));
+        .merge(crate::metrics::router(Arc::clone(&daemon), Arc::clone(&apps)))
+        .merge(crate::events::router())
+        .merge(crate::ui::router());
     let app = match token {
         Some(token) => crate::auth::require(app, token),
         None => app,
