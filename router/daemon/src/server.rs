@@ -153,7 +153,13 @@ pub async fn run(settings: Settings, stop: impl Future<Output = ()> + Send + 'st
         .merge(crate::security::api::router(Arc::clone(&security)))
         .merge(crate::metrics::router(Arc::clone(&daemon), Arc::clone(&apps)))
         .merge(crate::events::router())
-        .merge(crate::ui::router());
+        .merge(crate::ui::router(
+            match &settings.router {
+                ferry_core::router::RouterSpec::Cgr(plan) => Some(Arc::clone(plan)),
+                _ => None,
+            },
+            node_id.clone(),
+        ));
     let app = match token {
         Some(token) => crate::auth::require(app, token),
         None => app,

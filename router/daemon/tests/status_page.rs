@@ -197,6 +197,8 @@ fn the_status_page_shows_bundles_and_peers_and_follows_a_peer_going_down() {
     page.wait_text("#live", "the live feed", |t| t == "live");
     let peers = page.wait_text("#peers", "B up", |t| t.contains("dtn://b/") && t.contains("up"));
     assert!(peers.contains("tcp"), "{peers}");
+    page.wait_text("#contacts", "the contacts", |t| t.contains("no contact plan"));
+    page.wait_text("#apps", "the apps", |t| t.contains("no apps"));
 
     // A bundle sent now (for a node nobody knows, so it stays) shows up.
     let sent = a.post("/send?dst=dtn://far/inbox&lifetime=1h", b"for the page".to_vec());

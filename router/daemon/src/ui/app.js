@@ -21,9 +21,9 @@ function row(cells) {
 }
 
 async function refresh() {
-  const [info, peers, traffic, list, apps] = await Promise.all([
+  const [info, peers, traffic, list, apps, contacts] = await Promise.all([
     get("/status/info"), get("/status/peers"), get("/ferry/peers/traffic"), get("/ferry/bundles"),
-    get("/ferry/apps").catch(() => []),
+    get("/ferry/apps").catch(() => []), get("/ferry/contacts").catch(() => []),
   ]);
   $("node-id").textContent = info.node_id;
   document.title = "Ferry " + info.node_id;
@@ -49,6 +49,9 @@ async function refresh() {
   $("by-state").textContent = Object.entries(states).map(([s, n]) => s + ": " + n).join(" · ");
   renderBundles();
 
+  $("contacts").tBodies[0].innerHTML = contacts.map((c) => row([{ html: esc(c.from), cls: "mono" }, { html: esc(c.to), cls: "mono" },
+    { html: c.state === "now" ? '<span class="up">now</span>' : "planned" }, when(c.start_ms), when(c.end_ms), bytes(c.rate_bps) + "/s", c.owlt_ms + " ms"])).join("")
+    || empty(7, info.router === "cgr" ? "no contact of this node ahead in the plan" : "no contact plan (the cgr router uses one)");
   $("apps").tBodies[0].innerHTML = apps.map((a) => row([a.name, a.state, (a.endpoints || []).join(", "), a.delivered, `${a.failures} / ${a.traps} / ${a.restarts}`, a.last_error || ""])).join("")
     || empty(6, "no apps");
 }
