@@ -217,3 +217,32 @@ fn stored_bundle_decodes_offline() {
     assert_eq!(v["bundle_id"], bid.as_str());
     assert_eq!(v["primary"]["destination"], dst.as_str());
 }
+
+/// dtn7-rs's `dtnsend` leaves the primary block without a CRC; ferryd takes
+/// such a bundle (unless `strict_primary_crc`), so `ferry recv` and `ferry
+/// bundles show --payload` must read it too (found by the user guide).
+#[test]
+fn a_bundle_without_primary_crc_that_ferryd_took_is_received() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(dir.path());
+    let api = d.api.as_str();
+    let node: Eid = node_id(api).parse().unwrap();
+    let bytes = BundleBuilder::new(
+        "dtn://node7/".parse().unwrap(),
+        node.with_service("incoming").unwrap(),
+        CreationTimestamp { time: 0, seq: 1 },
+        3_600_000,
+    )
+    .crc_type(CrcType::None)
+    .build(b"no crc on my primary block");
+    assert!(ferry_core::codec::decode(&bytes).is_err(), "strictly, the bundle is invalid");
+    let pushed = http().post(format!("{api}/push")).body(bytes).send().unwrap();
+    assert!(pushed.status().is_success(), "ferryd takes it: {}", pushed.text().unwrap_or_default());
+    let bid = ferry(&["--api", api, "--json", "bundles", "list"]).ok().stdout_text();
+    let bid: Value = serde_json::from_str(&bid).unwrap();
+    let bid = bid[0]["bid"].as_str().expect("a bundle ID").to_owned();
+    let shown = ferry(&["--api", api, "bundles", "show", &bid, "--payload"]).ok();
+    assert_eq!(shown.stdout, b"no crc on my primary block");
+    let got = ferry(&["--api", api, "recv", "incoming", "--timeout", "20s"]).ok();
+    assert_eq!(got.stdout, b"no crc on my primary block");
+}

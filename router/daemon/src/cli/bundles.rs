@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use ferry_core::codec;
 use serde_json::Value;
 
 use super::client::Api;
@@ -134,7 +133,8 @@ fn show_payload(api: &Api, bid: &str) -> Result<ExitCode> {
     let Some(answer) = api.get_optional(&format!("/ferry/bundle.cbor?bid={}", query_encode(bid)))? else {
         bail!("no bundle {bid} in the store");
     };
-    let bundle = codec::decode(&answer.body).context("the stored bundle does not decode")?;
+    // As ferryd accepted it (a primary block without CRC from dtn7-rs too).
+    let bundle = ferry_core::node::decode_stored(&answer.body).context("the stored bundle does not decode")?;
     let payload = answer.body.get(bundle.payload().data.clone()).context("payload block outside the bundle")?;
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(payload).and_then(|()| stdout.flush()).context("cannot write to standard output")?;

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 use clap::Args;
-use ferry_core::codec;
 
 use super::client::Api;
 use super::fmt::{query_encode, sanitise_file_name};
@@ -95,7 +94,10 @@ fn take_one(api: &Api, svc: &str) -> Result<Option<Received>> {
     if body.is_empty() || answer.status == reqwest::StatusCode::NO_CONTENT || body.starts_with(b"Nothing to receive") {
         return Ok(None);
     }
-    let bundle = codec::decode(&body).context("ferryd handed out a bundle that does not decode")?;
+    // What ferryd stored, decoded as ferryd accepted it: dtn7-rs's tools
+    // leave the primary block without a CRC (RFC 9171 wants one, or a BIB),
+    // which ferryd takes unless `strict_primary_crc` is set.
+    let bundle = ferry_core::node::decode_stored(&body).context("ferryd handed out a bundle that does not decode")?;
     let payload = body.get(bundle.payload().data.clone()).context("payload block outside the bundle")?.to_vec();
     Ok(Some(Received {
         bid: bundle.id().to_string(),
