@@ -18,7 +18,10 @@
 //! const FerryClaDescriptor *ferry_cla_descriptor(void);
 //! ```
 //!
-//! returning a pointer to a static [`FerryClaDescriptor`]. The host checks,
+//! returning a pointer to a static [`FerryClaDescriptor`]. C plugins include
+//! `include/ferry_cla.h` (its layout is checked against these types by
+//! `tests/c_header.rs`); `examples/c/drop_plugin.c` is a complete one, and
+//! docs/guide/4-a-plugin-in-c.md walks through it. The host checks,
 //! before it touches anything else, that `abi_major` equals its own
 //! [`ABI_MAJOR`] and that `size` covers the fields of version 1.0
 //! ([`DESCRIPTOR_1_0_SIZE`]); it reads a later field only if `size` covers

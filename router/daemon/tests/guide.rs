@@ -129,3 +129,8 @@ fn chapter_2_joining_a_dtn7_rs_network() {
 fn chapter_3_a_study_with_ferry_sim() {
     run_chapter("3-a-study-with-ferry-sim.md");
 }
+
+#[test]
+fn chapter_4_a_plugin_in_c() {
+    run_chapter("4-a-plugin-in-c.md");
+}
