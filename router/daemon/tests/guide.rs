@@ -78,6 +78,8 @@ fn run_chapter(name: &str) {
         .env("REPO", repo())
         .env_remove("FERRY_API")
         .env_remove("RUST_BACKTRACE")
+        // A chapter that builds something builds it where a reader would.
+        .env_remove("CARGO_TARGET_DIR")
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(std::fs::File::options().append(true).open(&out).unwrap())
@@ -133,4 +135,9 @@ fn chapter_3_a_study_with_ferry_sim() {
 #[test]
 fn chapter_4_a_plugin_in_c() {
     run_chapter("4-a-plugin-in-c.md");
+}
+
+#[test]
+fn chapter_5_writing_a_wasm_app() {
+    run_chapter("5-writing-a-wasm-app.md");
 }
