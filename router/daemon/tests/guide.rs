@@ -1,7 +1,8 @@
 //! The user guide (`docs/guide/`) stays true: every ```sh block of every
 //! chapter runs, in order, as one bash script per chapter (`set -euo
 //! pipefail`), in a fresh folder, with this build's binaries first on
-//! PATH and `PLUGINS` naming the folder of this build's plugins. A chapter
+//! PATH, `PLUGINS` naming the folder of this build's plugins, `APPS` that
+//! of the apps (scripts/build-wasm-apps) and `REPO` the repository. A chapter
 //! that starts daemons in the background has them killed when it ends.
 //! Everything listens on 127.0.0.1 (or ::1); a chapter needing dtn7-rs
 //! finds it through `FERRY_DTN7_BIN` (skipped without it, unless
@@ -76,6 +77,7 @@ fn run_chapter(name: &str) {
         .env("PATH", search.join(":"))
         .env("PLUGINS", &path[0])
         .env("REPO", repo())
+        .env("APPS", repo().join("wasm-apps/target/wasm32-wasip2/release"))
         .env_remove("FERRY_API")
         .env_remove("RUST_BACKTRACE")
         // A chapter that builds something builds it where a reader would.
@@ -140,4 +142,9 @@ fn chapter_4_a_plugin_in_c() {
 #[test]
 fn chapter_5_writing_a_wasm_app() {
     run_chapter("5-writing-a-wasm-app.md");
+}
+
+#[test]
+fn chapter_6_mail_between_two_sites() {
+    run_chapter("6-mail-between-sites.md");
 }
