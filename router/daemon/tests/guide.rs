@@ -148,3 +148,8 @@ fn chapter_5_writing_a_wasm_app() {
 fn chapter_6_mail_between_two_sites() {
     run_chapter("6-mail-between-sites.md");
 }
+
+#[test]
+fn chapter_7_a_lora_link() {
+    run_chapter("7-a-lora-link.md");
+}
