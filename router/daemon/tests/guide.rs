@@ -153,3 +153,8 @@ fn chapter_6_mail_between_two_sites() {
 fn chapter_7_a_lora_link() {
     run_chapter("7-a-lora-link.md");
 }
+
+#[test]
+fn chapter_8_a_plugin_in_rust() {
+    run_chapter("8-a-plugin-in-rust.md");
+}
