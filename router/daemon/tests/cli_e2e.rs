@@ -246,3 +246,77 @@ fn a_bundle_without_primary_crc_that_ferryd_took_is_received() {
     let got = ferry(&["--api", api, "recv", "incoming", "--timeout", "20s"]).ok();
     assert_eq!(got.stdout, b"no crc on my primary block");
 }
+
+/// `ferry bundles export` writes the store's bundles to files, `import`
+/// pushes them into another node: the same bundle IDs, byte for byte; a
+/// second import finds them there; a file that is no bundle fails alone.
+#[test]
+fn bundles_export_then_import_into_another_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (start(&dir.path().join("one")), start(&dir.path().join("two")));
+    let (api1, api2) = (one.api.as_str(), two.api.as_str());
+    for (i, len) in [10usize, 3 << 20, 1000].into_iter().enumerate() {
+        let file = dir.path().join(format!("p{i}"));
+        std::fs::write(&file, sample_payload(len)).unwrap();
+        ferry(&["--api", api1, "send", "--to", "dtn://elsewhere/x", "--lifetime", "1h", file.to_str().unwrap()]).ok();
+    }
+    let out = dir.path().join("export");
+    let exported = ferry(&["--api", api1, "--json", "bundles", "export", out.to_str().unwrap()]).ok();
+    let report: Value = serde_json::from_str(&exported.stdout_text()).unwrap();
+    assert_eq!(report["exported"], 3, "{report}");
+    let ids = |api: &str| -> Vec<String> {
+        let list: Value =
+            serde_json::from_str(&ferry(&["--api", api, "--json", "bundles", "list"]).ok().stdout_text()).unwrap();
+        let mut ids: Vec<String> =
+            list.as_array().unwrap().iter().map(|b| b["bid"].as_str().unwrap().to_owned()).collect();
+        ids.sort();
+        ids
+    };
+    let imported = ferry(&["--api", api2, "--json", "bundles", "import", out.to_str().unwrap()]).ok();
+    let report: Value = serde_json::from_str(&imported.stdout_text()).unwrap();
+    assert_eq!((report["imported"].as_u64(), report["already_there"].as_u64()), (Some(3), Some(0)), "{report}");
+    assert_eq!(ids(api1), ids(api2));
+    for bid in ids(api1) {
+        let a = ferry(&["--api", api1, "bundles", "show", &bid, "--payload"]).ok().stdout;
+        let b = ferry(&["--api", api2, "bundles", "show", &bid, "--payload"]).ok().stdout;
+        assert!(a == b, "payload of {bid} differs after the move");
+    }
+    // Again: already there. And a file that is not a bundle fails by itself.
+    let junk = dir.path().join("junk.bundle");
+    std::fs::write(&junk, b"not a bundle").unwrap();
+    let again = ferry(&["--api", api2, "--json", "bundles", "import", out.to_str().unwrap(), junk.to_str().unwrap()]);
+    let report: Value = serde_json::from_str(&again.stdout_text()).unwrap();
+    assert_eq!(report["already_there"], 3, "{report}");
+    assert_eq!(report["failed"].as_array().map(Vec::len), Some(1), "{report}");
+    assert_eq!(again.status.code(), Some(1), "{}", again.stderr);
+}
+
+/// On a terminal (a pseudo-terminal from util-linux's `script`), a large
+/// send and receive show progress bars on standard error; piped, they do
+/// not (the other tests' output would be full of them otherwise).
+#[test]
+fn large_transfers_show_progress_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(dir.path());
+    let api = d.api.as_str();
+    let node: Eid = node_id(api).parse().unwrap();
+    let dst = node.with_service("incoming").unwrap().to_string();
+    let file = dir.path().join("big");
+    std::fs::write(&file, sample_payload(4 << 20)).unwrap();
+    let ferry_bin = env!("CARGO_BIN_EXE_ferry");
+    let on_tty = |cmd: String| -> String {
+        let out = std::process::Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().expect("script(1)");
+        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let sent = on_tty(format!("{ferry_bin} --api {api} send --to {dst} {}", file.display()));
+    assert!(sent.contains("sending [") && sent.contains("4.00 MiB"), "{sent}");
+    let got = on_tty(format!(
+        "{ferry_bin} --api {api} recv incoming --timeout 20s --out {}",
+        dir.path().join("in").display()
+    ));
+    assert!(got.contains("receiving ["), "{got}");
+    // Piped: no bar.
+    let piped = ferry(&["--api", api, "send", "--to", &dst, file.to_str().unwrap()]).ok();
+    assert!(!piped.stderr.contains("sending ["), "{}", piped.stderr);
+}

@@ -1,5 +1,12 @@
-//! `ferry bundles list|show|delete`: the node's store, through ferryd's
-//! `/ferry/bundles`, `/ferry/bundle` and dtn7's `/delete`.
+//! `ferry bundles list|show|delete|export|import`: the node's store,
+//! through ferryd's `/ferry/bundles`, `/ferry/bundle`, `/ferry/bundle.cbor`,
+//! and dtn7's `/delete` and `/push`.
+//!
+//! `export DIR` writes every stored bundle to `DIR/<bundle ID>.bundle`
+//! (the bundle as stored, CBOR; temporary name, fsync, rename), `import`
+//! pushes bundle files into the node (strictly validated, as from a peer;
+//! one it has already is counted, not an error): a store moved by hand, or
+//! a backup. Both show a progress bar on a terminal.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -28,6 +35,13 @@ pub enum BundlesCommand {
         /// The bundle ID, as `bundles list` prints it.
         bid: String,
     },
+    /// Write every stored bundle to DIR/<bundle ID>.bundle (created if missing).
+    Export { dir: std::path::PathBuf },
+    /// Push bundle files (or the *.bundle files of folders) into the node.
+    Import {
+        #[arg(required = true)]
+        paths: Vec<std::path::PathBuf>,
+    },
 }
 
 pub fn run(api: &Api, cmd: &BundlesCommand, json: bool) -> Result<ExitCode> {
@@ -36,7 +50,95 @@ pub fn run(api: &Api, cmd: &BundlesCommand, json: bool) -> Result<ExitCode> {
         BundlesCommand::Show { bid, payload: true } => show_payload(api, bid),
         BundlesCommand::Show { bid, payload: false } => show(api, bid, json),
         BundlesCommand::Delete { bid } => delete(api, bid, json),
+        BundlesCommand::Export { dir } => export(api, dir, json),
+        BundlesCommand::Import { paths } => import(api, paths, json),
     }
+}
+
+fn export(api: &Api, dir: &std::path::Path, json: bool) -> Result<ExitCode> {
+    let bundles: Vec<Value> = api.get("/ferry/bundles")?.json()?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let bar = fmt::count_bar(bundles.len() as u64, json, "exporting");
+    let (mut written, mut bytes, mut gone) = (0u64, 0u64, 0u64);
+    for b in &bundles {
+        let bid = text(b, "bid");
+        // Deleted (delivered, expired) since the listing: nothing to export.
+        let Some(answer) = api.get_optional(&format!("/ferry/bundle.cbor?bid={}", query_encode(&bid)))? else {
+            gone += 1;
+            bar.inc(1);
+            continue;
+        };
+        let path = dir.join(format!("{}.bundle", fmt::sanitise_file_name(&bid)));
+        let tmp = path.with_extension("bundle.tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&answer.body)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().with_context(|| format!("cannot write {}", path.display()))?;
+        written += 1;
+        bytes += answer.body.len() as u64;
+        bar.inc(1);
+    }
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    bar.finish_and_clear();
+    if json {
+        println!("{}", serde_json::json!({ "exported": written, "bytes": bytes, "gone": gone, "dir": dir }));
+    } else {
+        println!("exported {written} bundles ({}) to {}", fmt::bytes(bytes), dir.display());
+        if gone > 0 {
+            println!("{gone} left the store while exporting (delivered or expired)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import(api: &Api, paths: &[std::path::PathBuf], json: bool) -> Result<ExitCode> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut in_dir: Vec<_> = std::fs::read_dir(p)
+                .with_context(|| format!("cannot read {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "bundle") && f.is_file())
+                .collect();
+            in_dir.sort();
+            files.extend(in_dir);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let bar = fmt::count_bar(files.len() as u64, json, "importing");
+    let (mut imported, mut had, mut failed) = (0u64, 0u64, Vec::new());
+    for f in &files {
+        let bytes = match std::fs::read(f) {
+            Ok(b) => b,
+            Err(e) => {
+                failed.push(format!("{}: {e}", f.display()));
+                bar.inc(1);
+                continue;
+            }
+        };
+        match api.post("/push", bytes) {
+            Ok(a) if a.text().to_lowercase().contains("duplicate") || a.text().contains("already") => had += 1,
+            Ok(_) => imported += 1,
+            Err(e) => failed.push(format!("{}: {}", f.display(), fmt::error_chain(&e))),
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if json {
+        println!("{}", serde_json::json!({ "imported": imported, "already_there": had, "failed": failed }));
+    } else {
+        println!("imported {imported} bundles, {had} already there, {} failed", failed.len());
+        for f in &failed {
+            eprintln!("ferry: {f}");
+        }
+    }
+    Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn list(api: &Api, json: bool) -> Result<ExitCode> {

@@ -95,6 +95,40 @@ impl Api {
         self.check(path, resp)
     }
 
+    /// [`Api::post`] with a progress bar over the upload.
+    pub fn post_with_progress(&self, path: &str, body: Vec<u8>, bar: &indicatif::ProgressBar) -> Result<Answer> {
+        let len = body.len() as u64;
+        bar.set_length(len);
+        let reader = bar.wrap_read(io::Cursor::new(body));
+        let body = reqwest::blocking::Body::sized(reader, len);
+        let resp = self.authorize(self.http.post(self.url(path))).body(body).send().map_err(|e| self.unreachable(e))?;
+        bar.finish_and_clear();
+        self.check(path, resp)
+    }
+
+    /// [`Api::get_optional`] with a progress bar over the download, made by
+    /// `bar` from the answer's Content-Length (0 when it has none).
+    pub fn get_optional_with_progress(
+        &self,
+        path: &str,
+        bar: impl FnOnce(u64) -> indicatif::ProgressBar,
+    ) -> Result<Option<Answer>> {
+        let resp = self.authorize(self.http.get(self.url(path))).send().map_err(|e| self.unreachable(e))?;
+        let status = resp.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return self.check(path, resp).map(Some);
+        }
+        let bar = bar(resp.content_length().unwrap_or(0));
+        let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0).min(1 << 30) as usize);
+        io::Read::read_to_end(&mut bar.wrap_read(resp), &mut body)
+            .map_err(|e| anyhow!("reading ferryd's answer from {}: {e}", self.base))?;
+        bar.finish_and_clear();
+        Ok(Some(Answer { status, body }))
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

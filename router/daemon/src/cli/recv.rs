@@ -56,7 +56,7 @@ pub fn run(api: &Api, args: &RecvArgs, json: bool) -> Result<ExitCode> {
     let mut got = 0u64;
     let mut pause = POLL_MIN;
     while got < args.count {
-        match take_one(api, &svc)? {
+        match take_one(api, &svc, json)? {
             Some(bundle) => {
                 got += 1;
                 pause = POLL_MIN;
@@ -86,8 +86,9 @@ pub fn run(api: &Api, args: &RecvArgs, json: bool) -> Result<ExitCode> {
 
 /// Pops one bundle from the endpoint; `None` when it has nothing (dtn7 answers
 /// the text "Nothing to receive"; an empty body or 204/404 mean the same).
-fn take_one(api: &Api, svc: &str) -> Result<Option<Received>> {
-    let Some(answer) = api.get_optional(&format!("/endpoint?{svc}"))? else {
+fn take_one(api: &Api, svc: &str, json: bool) -> Result<Option<Received>> {
+    let bar = |len| super::fmt::transfer_bar(len, json, "receiving");
+    let Some(answer) = api.get_optional_with_progress(&format!("/endpoint?{svc}"), bar)? else {
         return Ok(None);
     };
     let body = answer.body;

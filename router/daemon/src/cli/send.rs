@@ -34,7 +34,8 @@ pub fn run(api: &Api, args: &SendArgs, json: bool) -> Result<ExitCode> {
     }
     let payload = read_payload(args.file.as_ref())?;
     let len = payload.len();
-    let answer = api.post(&query, payload)?;
+    let bar = super::fmt::transfer_bar(len as u64, json, "sending");
+    let answer = api.post_with_progress(&query, payload, &bar)?;
     let text = answer.text();
     if json {
         let value = serde_json::json!({
