@@ -15,6 +15,7 @@
 mod api_support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -120,8 +121,13 @@ fn the_package_installs_a_working_hardened_service_and_purges_cleanly() {
     .unwrap();
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
     let log = dir.path().join("ferryd.log");
-    let mut child = Command::new("runuser")
-        .args(["-u", "ferry", "--", "/usr/bin/ferryd", "--config"])
+    // As `ferry` (its uid and gid): the child is ferryd itself, so killing
+    // it below stops the daemon (runuser would leave it running).
+    let gid: u32 = text(&user).split(':').nth(3).unwrap().parse().unwrap();
+    let mut child = Command::new("/usr/bin/ferryd")
+        .uid(uid)
+        .gid(gid)
+        .arg("--config")
         .arg(&cfg)
         .arg("--data-dir")
         .arg(&data)
