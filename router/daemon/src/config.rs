@@ -15,6 +15,8 @@
 //! allow_remote = false             # listening elsewhere than loopback needs this,
 //!                                  # and then a bearer token (crate::auth)
 //! token_file = "api-token"         # default off loopback: <data_dir>/api-token, generated
+//! max_connections = 256            # API connections served at once; more are closed at once
+//! header_timeout = "10s"           # a request's headers must arrive within this (slow clients)
 //!
 //! [[routes]]
 //! pattern = "dtn://far/*"
@@ -173,6 +175,8 @@ pub struct ApiConfig {
     pub allow_remote: bool,
     /// The bearer token's file (relative to the config file).
     pub token_file: Option<Spanned<PathBuf>>,
+    pub max_connections: Option<Spanned<usize>>,
+    pub header_timeout: Option<Spanned<String>>,
 }
 
 /// One `[[routes]]` entry.
@@ -230,6 +234,10 @@ pub struct Settings {
     pub allow_remote: bool,
     /// The API's bearer token, if it needs one.
     pub api_token: crate::auth::TokenSource,
+    /// API connections served at once (`[api] max_connections`).
+    pub api_max_connections: usize,
+    /// Time allowed for a request's headers (`[api] header_timeout`).
+    pub api_header_timeout: Duration,
     /// Convergence-layer plugins to load, in order.
     pub clas: Vec<crate::plugins::ClaSpec>,
     /// WebAssembly apps to run, in order.
@@ -552,6 +560,23 @@ impl Settings {
         if !api.ip().is_loopback() && !allow_remote {
             return Err(ConfigError::RemoteApi { addr: api });
         }
+        let api_max_connections = match &cfg.api.max_connections {
+            Some(n) if *n.get_ref() == 0 => {
+                return Err(src.value_error(n, "api.max_connections", "must be at least 1"))
+            }
+            Some(n) => *n.get_ref(),
+            None => 256,
+        };
+        let api_header_timeout = match &cfg.api.header_timeout {
+            Some(t) => match humantime::parse_duration(t.get_ref()) {
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) => return Err(src.value_error(t, "api.header_timeout", "must be longer than zero")),
+                Err(e) => {
+                    return Err(src.value_error(t, "api.header_timeout", format!("not a duration (\"10s\"): {e}")))
+                }
+            },
+            None => Duration::from_secs(10),
+        };
 
         let base = src.path.parent().unwrap_or(Path::new("."));
         let api_token = match &cfg.api.token_file {
@@ -632,6 +657,8 @@ impl Settings {
             api,
             allow_remote,
             api_token,
+            api_max_connections,
+            api_header_timeout,
             clas,
             apps,
             security,
@@ -679,6 +706,18 @@ mod tests {
             RouterSpec::Static(vec![StaticRoute { pattern: "dtn://far/*".into(), via: "dtn://gw/".parse().unwrap() }])
         );
         assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn api_limits_have_defaults_and_are_checked() {
+        let s = settings("").unwrap();
+        assert_eq!((s.api_max_connections, s.api_header_timeout), (256, Duration::from_secs(10)));
+        let s = settings("[api]\nmax_connections = 8\nheader_timeout = \"500ms\"\n").unwrap();
+        assert_eq!((s.api_max_connections, s.api_header_timeout), (8, Duration::from_millis(500)));
+        let e = settings("[api]\nmax_connections = 0\n").unwrap_err().to_string();
+        assert!(e.contains("api.max_connections") && e.contains("at least 1"), "{e}");
+        let e = settings("[api]\n\nheader_timeout = \"soon\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("ferry.toml:3:") && e.contains("header_timeout"), "{e}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! (they finish the frames they were given and send the replies owed), then
 //! flush and close the store.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -170,13 +170,10 @@ pub async fn run(settings: Settings, stop: impl Future<Output = ()> + Send + 'st
         r
     }));
     let mut server_stop = controller.handle();
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { server_stop.recv().await });
-    let mut server = Box::pin(server.into_future());
+    let limits =
+        ApiLimits { max_connections: settings.api_max_connections, header_timeout: settings.api_header_timeout };
+    let server = serve_api(listener, app, limits, async move { server_stop.recv().await });
+    let mut server = Box::pin(server);
 
     tokio::select! {
         r = &mut server => {
@@ -207,5 +204,194 @@ pub async fn run(settings: Settings, stop: impl Future<Output = ()> + Send + 'st
     let _ = tokio::task::spawn_blocking(move || stopping.stop()).await;
     daemon.close().await?;
     tracing::info!("store flushed; ferryd stopped");
+    Ok(())
+}
+
+/// How long an API connection may sit with nothing read or written once it
+/// served a request (keep-alive): longer than HTTP clients keep idle pooled
+/// connections (reqwest: 90 s), so none is closed under a client about to
+/// reuse it. Websocket sessions are pinged more often (`ws::WS_PING_INTERVAL`).
+const API_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A connection of the API: it must send its first byte within
+/// `first_byte` (hyper's header timer starts only then, so a connection that
+/// sends nothing would hold its slot for ever) and is closed after
+/// `idle` with no byte read or written.
+struct Guarded {
+    inner: tokio::net::TcpStream,
+    /// Until the first byte arrives.
+    first_byte: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    idle: Duration,
+    idle_timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Guarded {
+    fn new(inner: tokio::net::TcpStream, first_byte: Duration, idle: Duration) -> Guarded {
+        Guarded {
+            inner,
+            first_byte: Some(Box::pin(tokio::time::sleep(first_byte))),
+            idle,
+            idle_timer: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+
+    fn active(&mut self) {
+        let at = tokio::time::Instant::now() + self.idle;
+        self.idle_timer.as_mut().reset(at);
+    }
+
+    /// An error when a deadline passed (registering the waker otherwise).
+    fn expired(&mut self, cx: &mut std::task::Context<'_>) -> Option<std::io::Error> {
+        let first = self.first_byte.as_mut().is_some_and(|s| s.as_mut().poll(cx).is_ready());
+        if first || self.idle_timer.as_mut().poll(cx).is_ready() {
+            let what = if first { "no request within the header timeout" } else { "idle" };
+            return Some(std::io::Error::new(std::io::ErrorKind::TimedOut, what));
+        }
+        None
+    }
+}
+
+impl tokio::io::AsyncRead for Guarded {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut self.inner).poll_read(cx, buf) {
+            std::task::Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    self.first_byte = None;
+                    self.active();
+                }
+                std::task::Poll::Ready(Ok(()))
+            }
+            std::task::Poll::Pending => match self.expired(cx) {
+                Some(e) => std::task::Poll::Ready(Err(e)),
+                None => std::task::Poll::Pending,
+            },
+            other => other,
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Guarded {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
+        if let std::task::Poll::Ready(Ok(n)) = r {
+            if n > 0 {
+                self.active();
+            }
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let std::task::Poll::Ready(Ok(n)) = r {
+            if n > 0 {
+                self.active();
+            }
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// What the API's accept loop allows a client.
+#[derive(Debug, Clone, Copy)]
+struct ApiLimits {
+    /// Connections served at once; further ones are closed as soon as they
+    /// are accepted, so that a flood neither queues up nor takes descriptors.
+    max_connections: usize,
+    /// Time from a connection's (or a keep-alive request's) first byte to
+    /// the end of its request headers: a slow-loris client is cut off.
+    header_timeout: Duration,
+}
+
+/// Serves the API on `listener` until `stop` resolves, then lets the
+/// requests in flight finish (the caller bounds how long). hyper's own
+/// loop, not `axum::serve`, because only hyper's builder has a header
+/// timer.
+async fn serve_api(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: ApiLimits,
+    stop: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt as _;
+
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    let mut last_refusal_log: Option<tokio::time::Instant> = None;
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors, or the like: wait, then go on.
+                    tracing::warn!(error = %e, "API: accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            if last_refusal_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                tracing::warn!(
+                    %peer,
+                    max_connections = limits.max_connections,
+                    "API: connection limit reached; closing new connections ([api] max_connections)"
+                );
+                last_refusal_log = Some(tokio::time::Instant::now());
+            }
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(
+            app.clone().map_request(|r: axum::http::Request<hyper::body::Incoming>| r.map(axum::body::Body::new)),
+        );
+        let io = Guarded::new(stream, limits.header_timeout, API_IDLE_TIMEOUT);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _slot = slot;
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "API connection ended: {e}");
+            }
+        });
+    }
+    graceful.shutdown().await;
     Ok(())
 }

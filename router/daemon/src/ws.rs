@@ -204,6 +204,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// How long a websocket connection may be silent before ferryd pings it.
+pub const WS_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Runs one websocket connection until the client leaves or the daemon shuts
 /// down. Replies already owed are sent before the connection closes.
 pub async fn session(daemon: Arc<Daemon>, socket: WebSocket, mut shutdown: Shutdown) {
@@ -214,7 +217,26 @@ pub async fn session(daemon: Arc<Daemon>, socket: WebSocket, mut shutdown: Shutd
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
     let writer = tokio::spawn(async move {
         let mut written = Vec::new();
-        while let Some(first) = out_rx.recv().await {
+        // A ping when nothing else was written for a while: a dead client is
+        // noticed, and the API's idle-connection timeout never ends a
+        // subscriber that simply waits for bundles.
+        let mut ping = tokio::time::interval(WS_PING_INTERVAL);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
+        loop {
+            let first = tokio::select! {
+                first = out_rx.recv() => match first {
+                    Some(f) => f,
+                    None => break,
+                },
+                _ = ping.tick() => {
+                    if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            ping.reset();
             let mut ok = true;
             let mut next = Some(first);
             while let Some(out) = next.take() {
