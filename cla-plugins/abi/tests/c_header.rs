@@ -68,10 +68,10 @@ fn the_c_header_lays_out_the_types_as_rust_does() {
     for (t, _) in sizes {
         c.push_str(&format!("    printf(\"sizeof {t} %zu\\n\", sizeof({t}));\n"));
     }
-    c.push_str(&format!(
+    c.push_str(
         "    printf(\"constants %d %d %d %d %d\\n\", FERRY_ABI_MAJOR, FERRY_ABI_MINOR, FERRY_ERR_FAILED, \
-         FERRY_VERDICT_INVALID, FERRY_OUTCOME_FAILED);\n    return 0;\n}}\n"
-    ));
+         FERRY_VERDICT_INVALID, FERRY_OUTCOME_FAILED);\n    return 0;\n}\n",
+    );
     let src = dir.path().join("layout.c");
     let exe = dir.path().join("layout");
     std::fs::write(&src, c).unwrap();

@@ -389,7 +389,7 @@ fn plot(samples: &[Sample], traffic_secs: f64) -> String {
     );
     for (k, (title, series)) in panels.iter().enumerate() {
         let top = 52.0 + k as f64 * (PANEL + 40.0);
-        let values: Vec<f64> = series.iter().flat_map(|(_, f)| samples.iter().filter_map(|s| f(s))).collect();
+        let values: Vec<f64> = series.iter().flat_map(|(_, f)| samples.iter().filter_map(f)).collect();
         let v_max = values.iter().copied().fold(0.0_f64, f64::max).max(1e-9) * 1.1;
         let y = |v: f64| top + PANEL - PANEL * v / v_max;
         let _ = writeln!(

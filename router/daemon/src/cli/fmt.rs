@@ -160,6 +160,43 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Transfers at least this large get a progress bar.
+pub const PROGRESS_MIN_BYTES: u64 = 1 << 20;
+
+/// A progress bar for moving `len` bytes on standard error; hidden for
+/// small transfers, with `--json`, and when standard error is not a
+/// terminal (scripts, logs).
+pub fn transfer_bar(len: u64, json: bool, what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal as _;
+    let shown = !json && std::io::stderr().is_terminal() && len >= PROGRESS_MIN_BYTES;
+    if !shown {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// A progress bar over `n` items (bundles), under the same conditions as
+/// [`transfer_bar`] (shown from one item).
+pub fn count_bar(n: u64, json: bool, what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal as _;
+    if json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(n);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    bar
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,41 +240,4 @@ mod tests {
         assert_eq!(dtn_date(0), "unknown (0)");
         assert_eq!(dtn_date(1000), "2000-01-01T00:00:01Z");
     }
-}
-
-/// Transfers at least this large get a progress bar.
-pub const PROGRESS_MIN_BYTES: u64 = 1 << 20;
-
-/// A progress bar for moving `len` bytes on standard error; hidden for
-/// small transfers, with `--json`, and when standard error is not a
-/// terminal (scripts, logs).
-pub fn transfer_bar(len: u64, json: bool, what: &str) -> indicatif::ProgressBar {
-    use std::io::IsTerminal as _;
-    let shown = !json && std::io::stderr().is_terminal() && len >= PROGRESS_MIN_BYTES;
-    if !shown {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(what.to_owned());
-    bar
-}
-
-/// A progress bar over `n` items (bundles), under the same conditions as
-/// [`transfer_bar`] (shown from one item).
-pub fn count_bar(n: u64, json: bool, what: &str) -> indicatif::ProgressBar {
-    use std::io::IsTerminal as _;
-    if json || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(n);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}") {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(what.to_owned());
-    bar
 }
