@@ -6,20 +6,10 @@
 mod api_support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use api_support::Ferryd;
-
-fn tcp_plugin() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_ferryd")).parent().expect("target dir").join("libferry_cla_tcp.so");
-    assert!(p.exists(), "{} is not built: run `cargo build --workspace` first", p.display());
-    p
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use api_support::{free_port, tcp_plugin, Ferryd};
 
 fn node(dir: &Path, name: &str, listen: u16, peer: Option<u16>) -> Ferryd {
     let peers = peer.map(|p| format!("\"tcpcl://127.0.0.1:{p}\"")).unwrap_or_default();

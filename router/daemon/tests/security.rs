@@ -11,10 +11,10 @@
 mod api_support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use api_support::{bundle, run_to_exit, Ferryd};
+use api_support::{bundle, free_port, run_to_exit, tcp_plugin, Ferryd};
 use ed25519_dalek::SigningKey;
 use ferry_core::bpsec::{self, Integrity, NewBlock};
 use ferry_core::bundle::block_types;
@@ -23,16 +23,6 @@ use ferry_daemon::security::{encode_public_key, KEY_FILE};
 use sha2::Digest;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn tcp_plugin() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_ferryd")).parent().expect("target dir").join("libferry_cla_tcp.so");
-    assert!(p.exists(), "{} is not built: run `cargo build --workspace` first", p.display());
-    p
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn tcp_cla(listen: u16, peers: &[u16]) -> String {
     let peers: Vec<String> = peers.iter().map(|p| format!("\"tcpcl://127.0.0.1:{p}\"")).collect();

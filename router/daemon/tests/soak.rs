@@ -27,21 +27,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use api_support::Ferryd;
+use api_support::{free_port, tcp_plugin, Ferryd};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 fn env_or(key: &str, default: u64) -> u64 {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn tcp_plugin() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_ferryd")).parent().expect("target dir").join("libferry_cla_tcp.so");
-    assert!(p.exists(), "{} is not built: run `cargo build --workspace` first", p.display());
-    p
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn now_micros() -> u64 {

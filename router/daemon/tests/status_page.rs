@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use api_support::Ferryd;
+use api_support::{free_port, tcp_plugin, Ferryd};
 use base64::Engine as _;
 use tokio_tungstenite::tungstenite::{self, Message};
 
@@ -39,16 +39,6 @@ fn chromium() -> Option<PathBuf> {
         eprintln!("chromium not installed (apt-get install chromium); skipping the status page test");
     }
     found
-}
-
-fn tcp_plugin() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_ferryd")).parent().expect("target dir").join("libferry_cla_tcp.so");
-    assert!(p.exists(), "{} is not built: run `cargo build --workspace` first", p.display());
-    p
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn node(dir: &Path, name: &str, listen: u16, peer: Option<u16>) -> Ferryd {

@@ -16,19 +16,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use api_support::Ferryd;
+use api_support::{free_port, tcp_plugin, Ferryd};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn tcp_plugin() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_ferryd")).parent().expect("target dir").join("libferry_cla_tcp.so");
-    assert!(p.exists(), "{} is not built: run `cargo build --workspace` first", p.display());
-    p
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// `ferry tls gen` for `name` (dtn://name/) in `dir/name`; returns the
 /// certificate's path.

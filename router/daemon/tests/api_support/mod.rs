@@ -270,3 +270,15 @@ pub fn payload_of(bytes: &[u8]) -> Vec<u8> {
 pub fn binary_payload(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 256) as u8).collect()
 }
+
+/// The TCP plugin, built next to ferryd (`cargo build --workspace`).
+pub fn tcp_plugin() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_ferryd")).parent().expect("target dir").join("libferry_cla_tcp.so");
+    assert!(p.exists(), "{} is not built: run `cargo build --workspace` first", p.display());
+    p
+}
+
+/// A TCP port free on 127.0.0.1 a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("its address").port()
+}
