@@ -23,7 +23,7 @@
 //! | `ferry_cla_peers` | gauge | `cla` |
 //! | `ferry_cla_bundles_total`, `ferry_cla_bytes_total` | counter | `cla`, `direction` (`in`, `out`) |
 //! | `ferry_cla_errors_total` | counter | `cla`, `kind` (`failed`: try again later; `refused`: the peer will not take it) |
-//! | `ferry_app_deliveries_total`, `ferry_app_failures_total`, `ferry_app_traps_total`, `ferry_app_restarts_total`, `ferry_app_sent_total` | counter | `app` |
+//! | `ferry_app_invocations_total`, `ferry_app_deliveries_total`, `ferry_app_failures_total`, `ferry_app_traps_total`, `ferry_app_restarts_total`, `ferry_app_sent_total`, `ferry_app_seconds_total` | counter | `app` |
 //! | `ferry_app_memory_bytes` | gauge | `app` |
 //! | `ferry_api_requests_total` | counter | `code` (HTTP status) |
 //!
@@ -286,18 +286,23 @@ fn render(d: &Daemon, store: Option<(u64, u64)>, apps: &Apps, reg: &Registry) ->
 
     let apps = apps.list();
     type Counter = fn(&crate::apps::Counters) -> u64;
-    let app_counters: [(&str, &str, Counter); 5] = [
+    let app_counters: [(&str, &str, Counter); 6] = [
         ("ferry_app_deliveries_total", "Bundles an app took.", |c| c.delivered),
         ("ferry_app_failures_total", "An app's calls that returned an error or trapped.", |c| c.failures),
         ("ferry_app_traps_total", "An app's traps (time budget and memory cap included).", |c| c.traps),
         ("ferry_app_restarts_total", "Fresh instances of an app after its first.", |c| c.restarts),
         ("ferry_app_sent_total", "Bundles an app sent.", |c| c.sent),
+        ("ferry_app_invocations_total", "Calls into an app (start, on-bundle, on-tick).", |c| c.calls),
     ];
     for (name, help, get) in app_counters {
         e.family(name, "counter", help);
         for a in &apps {
             e.sample(name, &[("app", &a.name)], get(&a.counters));
         }
+    }
+    e.family("ferry_app_seconds_total", "counter", "Time spent in an app's calls.");
+    for a in &apps {
+        e.sample("ferry_app_seconds_total", &[("app", &a.name)], a.counters.busy_ns as f64 / 1e9);
     }
     e.family("ferry_app_memory_bytes", "gauge", "Linear memory an app's instance holds.");
     for a in &apps {

@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use api_support::{free_port, tcp_plugin, Ferryd};
 
-fn node(dir: &Path, name: &str, listen: u16, peer: Option<u16>) -> Ferryd {
+fn node(dir: &Path, name: &str, listen: u16, peer: Option<u16>, extra: &str) -> Ferryd {
     let peers = peer.map(|p| format!("\"tcpcl://127.0.0.1:{p}\"")).unwrap_or_default();
     let cfg = dir.join(format!("{name}.toml"));
     std::fs::write(
         &cfg,
         format!(
             "node_id = \"dtn://{name}/\"\n[[cla]]\npath = \"{}\"\n[cla.settings]\nlisten = [\"127.0.0.1:{listen}\"]\n\
-             peers = [{peers}]\n",
+             peers = [{peers}]\n{extra}",
             tcp_plugin().display()
         ),
     )
@@ -75,8 +75,13 @@ fn value(m: &BTreeMap<String, f64>, series: &str) -> f64 {
 fn counters_follow_a_bundle_from_a_to_b() {
     let dir = tempfile::tempdir().unwrap();
     let (pa, pb) = (free_port(), free_port());
-    let b = node(dir.path(), "b", pb, None);
-    let a = node(dir.path(), "a", pa, Some(pb));
+    // B runs the no-op app (scripts/build-wasm-apps builds it).
+    let noop =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wasm-apps/target/wasm32-wasip2/release/ferry_app_noop.wasm");
+    assert!(noop.exists(), "{} is not built: run scripts/build-wasm-apps", noop.display());
+    let app = format!("[[app]]\nname = \"noop\"\ncomponent = \"{}\"\nendpoints = [\"noop\"]\n", noop.display());
+    let b = node(dir.path(), "b", pb, None, &app);
+    let a = node(dir.path(), "a", pa, Some(pb), "");
     b.get_ok("/register?inbox");
     let before_a = scrape(&a);
     let payload = vec![b'm'; 5000];
@@ -106,6 +111,16 @@ fn counters_follow_a_bundle_from_a_to_b() {
         scrape(&b).get("ferry_bundles_deleted_total{reason=\"delivered\"}").copied() == Some(1.0)
     });
     assert_eq!(value(&scrape(&b), "ferry_store_bundles"), 0.0);
+    // The app: one bundle taken, its calls counted and timed.
+    let sent = a.post("/send?dst=dtn://b/noop&lifetime=1h", b"for the app".to_vec());
+    assert_eq!(sent.status, 200);
+    b.eventually("the app to take it", Duration::from_secs(20), || {
+        scrape(&b).get("ferry_app_deliveries_total{app=\"noop\"}").copied() == Some(1.0)
+    });
+    let mb = scrape(&b);
+    assert!(value(&mb, "ferry_app_invocations_total{app=\"noop\"}") >= 2.0, "start and on-bundle at least");
+    assert!(value(&mb, "ferry_app_seconds_total{app=\"noop\"}") > 0.0);
+    assert_eq!(value(&mb, "ferry_app_traps_total{app=\"noop\"}"), 0.0);
     // The API's own answers, by status: the 404 above, and the 200s.
     assert_eq!(value(&ma, "ferry_api_requests_total{code=\"404\"}"), 1.0);
     let before = before_a.get("ferry_api_requests_total{code=\"200\"}").copied().unwrap_or(0.0);

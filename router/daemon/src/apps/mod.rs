@@ -112,6 +112,9 @@ pub struct Counters {
     /// Bundles the app sent.
     pub sent: u64,
     pub ticks: u64,
+    /// Calls into the app (start, on-bundle, on-tick), and the time they took.
+    pub calls: u64,
+    pub busy_ns: u64,
 }
 
 /// What `ferry apps list` shows of one app.

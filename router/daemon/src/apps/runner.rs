@@ -315,7 +315,14 @@ impl Runner {
     ) -> Call<T> {
         live.store.data_mut().deadline = Instant::now() + self.shared.spec.time_budget;
         live.store.set_epoch_deadline(1);
+        let started = Instant::now();
         let r = f(&live.app, &mut live.store);
+        let took = started.elapsed();
+        {
+            let mut c = self.shared.counters();
+            c.calls += 1;
+            c.busy_ns = c.busy_ns.saturating_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
+        }
         let used = live.store.data().limiter.used;
         self.shared.update(|s| s.memory_bytes = used);
         match r {
