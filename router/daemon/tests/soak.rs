@@ -253,8 +253,9 @@ fn a_steady_load_through_a_chain_leaves_memory_descriptors_and_stores_flat() {
         samples.push(s);
         if drained {
             settled_samples += 1;
-            // A few samples after the drain show where memory settles.
-            if settled_samples > 3 {
+            // Samples for 12 s after the drain show where memory and the
+            // stores settle (an idle store flushes its log after 5 s).
+            if settled_samples as u64 * period.as_secs() > 12 {
                 break;
             }
         }
@@ -304,7 +305,11 @@ fn a_steady_load_through_a_chain_leaves_memory_descriptors_and_stores_flat() {
     assert!(acked >= secs * rate * 9 / 10, "A acknowledged most of what was sent: {summary}");
     for (i, n) in last.nodes.iter().enumerate() {
         assert_eq!((n.store_bundles, n.store_bytes), (0, 0), "node {i}'s store drained: {summary}");
-        assert!(n.fds <= first.nodes[i].fds + 16, "node {i}'s descriptors: {summary}");
+        // RocksDB's table files are open while they exist: their number
+        // rises between compactions and falls with them (the hour's plot).
+        assert!(n.fds <= first.nodes[i].fds + 32, "node {i}'s descriptors: {summary}");
+        // Back to what it held: no bundle, and the log flushed away.
+        assert!(n.disk_kib <= first.nodes[i].disk_kib + 16 * 1024, "node {i}'s store on disk: {summary}");
         // Flat memory: what a node holds at the end of the traffic is not
         // far above what it held a third of the way in (allocator slack and
         // the store's caches warm up in the first third).

@@ -28,8 +28,9 @@
 //! keep working; reopening recovers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use ferry_core::store::{StoreError, StoreStats};
 use rocksdb::{WriteBatch, WriteOptions};
@@ -269,13 +270,44 @@ pub(crate) struct GroupLimits {
     pub max_requests: usize,
 }
 
+/// After this long without a write, the commit thread flushes the
+/// memtables: the write-ahead log they pinned is then deleted, so a store
+/// that traffic has passed through shrinks back to what it holds instead of
+/// keeping up to `max_total_wal_size` of log until the next busy spell.
+const IDLE_FLUSH: Duration = Duration::from_secs(5);
+
+/// Flushes every column family's memtable (not a durability step: the WAL
+/// already has it). A failure is only logged; the next idle spell tries again.
+fn flush_idle(shared: &Shared) {
+    for cf in Cf::ALL {
+        let flushed = shared.cf(cf).and_then(|h| shared.db.flush_cf(h).map_err(crate::engine));
+        if let Err(e) = flushed {
+            tracing::debug!(error = %e, "flushing an idle store failed");
+            return;
+        }
+    }
+}
+
 /// The commit thread's body. Returns when every sender is gone and the queue
 /// is empty, so a close finishes what was queued before it.
 pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Request>, limits: GroupLimits) {
     let _guard = StopGuard(&shared.completion);
     let mut sync = WriteOptions::default();
     sync.set_sync(true);
-    while let Ok(first) = rx.recv() {
+    let mut dirty = false;
+    loop {
+        let first = match rx.recv_timeout(IDLE_FLUSH) {
+            Ok(r) => r,
+            Err(RecvTimeoutError::Timeout) => {
+                if dirty {
+                    flush_idle(&shared);
+                    dirty = false;
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        dirty = true;
         let mut size = first.ops.iter().map(Op::len).sum::<usize>();
         let mut group = vec![first];
         while size < limits.max_bytes && group.len() < limits.max_requests {

@@ -254,7 +254,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn cf(&self, cf: Cf) -> Result<&ColumnFamily, StoreError> {
+    pub(crate) fn cf(&self, cf: Cf) -> Result<&ColumnFamily, StoreError> {
         // Every CF is created at open; a missing one means the handle is broken.
         self.db
             .cf_handle(cf.name())
@@ -361,7 +361,7 @@ fn free_bytes(path: &Path) -> Option<u64> {
     Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
-fn engine(e: rocksdb::Error) -> StoreError {
+pub(crate) fn engine(e: rocksdb::Error) -> StoreError {
     StoreError::Engine(e.into_string())
 }
 
