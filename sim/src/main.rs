@@ -135,8 +135,19 @@ enum Command {
     },
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+/// Errors as a sentence and its causes on one line, exit status 1 (no
+/// `Debug` dump or backtrace, whatever RUST_BACKTRACE says).
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferry-sim: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { scenario, out, router, copies, seed, progress, quiet } => {
             let mut sc = Scenario::load(&scenario)?;
