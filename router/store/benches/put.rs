@@ -1,6 +1,9 @@
 //! Durable put throughput: 100 B, 10 KiB and 1 MiB bundles, from one thread
 //! and from 16 (where group commit shares each sync among the writers).
 //!
+//! `relay_cycle`: what a relay does with small bundles, stored in a batch
+//! and deleted soon after (once forwarded), 128 at a time.
+//!
 //! `cargo bench -p ferry-store --bench put`; criterion reports `thrpt` in
 //! bundles per second. Every put is synced: the numbers are bounded by the
 //! disk's fsync latency, not by RocksDB.
@@ -82,5 +85,38 @@ fn durable_puts(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, durable_puts);
+/// `rounds` rounds of: 128 fresh 100 B bundles stored in one durable batch,
+/// then deleted in another.
+fn relay_rounds(store: &RocksStore, next: &AtomicU64, rounds: u64) -> Duration {
+    let bytes = vec![0x5A; 100];
+    let start = Instant::now();
+    for _ in 0..rounds {
+        let metas: Vec<BundleMeta> = (0..128)
+            .map(|_| {
+                let mut m = meta(0);
+                m.id.creation.seq = next.fetch_add(1, Ordering::Relaxed);
+                m
+            })
+            .collect();
+        let items: Vec<(&BundleMeta, &[u8])> = metas.iter().map(|m| (m, bytes.as_slice())).collect();
+        store.put_many(&items).expect("bench put_many");
+        let ids: Vec<BundleId> = metas.into_iter().map(|m| m.id).collect();
+        store.delete_many(&ids).expect("bench delete_many");
+    }
+    start.elapsed()
+}
+
+fn relay_cycle(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = RocksStore::open(dir.path()).expect("open store");
+    let next = AtomicU64::new(0);
+    let mut group = c.benchmark_group("relay_cycle");
+    group.throughput(Throughput::Elements(128));
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("put_then_delete_128x100B", |b| b.iter_custom(|iters| relay_rounds(&store, &next, iters)));
+    group.finish();
+}
+
+criterion_group!(benches, durable_puts, relay_cycle);
 criterion_main!(benches);

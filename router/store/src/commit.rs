@@ -331,7 +331,7 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Request>, limits: GroupLimit
 
         // The overlay goes only after the write: until then it is what later
         // requests must see. On failure it goes too; the store is poisoned.
-        shared.writer_state().forget_pending(&group);
+        shared.writer_state().forget_pending(&group, result.is_ok());
         let outcome = result.as_ref().map(|_| ()).map_err(|why| why.clone());
         let failure = match result {
             Ok(()) => {

@@ -365,3 +365,42 @@ fn the_wal_stays_bounded_while_bundles_come_and_go() {
     assert!(wal_bytes() <= 1 << 20, "an idle store kept {} bytes of log", wal_bytes());
     assert_eq!(s.get_state("node_id").unwrap().as_deref(), Some(&b"dtn://me/"[..]));
 }
+
+#[test]
+fn deletes_and_replacements_are_right_for_bundles_written_lately_and_long_ago() {
+    // The store keeps the committed state of the last tens of thousands of
+    // writes in memory and reads older ones from RocksDB: both must count
+    // bytes and remove payload files alike.
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || RocksOptions { file_threshold: 1_000, ..RocksOptions::default() };
+    let s = RocksStore::open_with(dir.path(), opts()).unwrap();
+    let n: u64 = 100_000;
+    let big = vec![7u8; 2_000];
+    s.put(&meta("dtn://src/", 0), &big).unwrap();
+    let small: Vec<(BundleMeta, Vec<u8>)> = (1..n).map(|q| (meta("dtn://src/", q), vec![1u8; 10])).collect();
+    for chunk in small.chunks(10_000) {
+        let items: Vec<(&BundleMeta, &[u8])> = chunk.iter().map(|(m, b)| (m, b.as_slice())).collect();
+        s.put_many(&items).unwrap();
+    }
+    s.put(&meta("dtn://src/", n), &big).unwrap();
+    assert_eq!(payload_files(dir.path()).len(), 2);
+    assert_eq!(s.stats().unwrap(), StoreStats { bundles: n + 1, bytes: 2 * 2_000 + (n - 1) * 10 });
+
+    // Long ago: the big bundle 0 becomes small, small bundle 1 goes.
+    s.put(&meta("dtn://src/", 0), b"tiny").unwrap();
+    assert!(s.delete(&meta("dtn://src/", 1).id).unwrap());
+    // Lately: the big bundle n goes, small bundle n - 1 goes, twice.
+    assert!(s.delete(&meta("dtn://src/", n).id).unwrap());
+    assert!(s.delete(&meta("dtn://src/", n - 1).id).unwrap());
+    assert!(!s.delete(&meta("dtn://src/", n - 1).id).unwrap());
+    assert!(!s.delete(&meta("dtn://src/", 1).id).unwrap());
+    assert!(payload_files(dir.path()).is_empty());
+    let want = StoreStats { bundles: n - 2, bytes: 4 + (n - 3) * 10 };
+    assert_eq!(s.stats().unwrap(), want);
+    assert_eq!(s.get_bytes(&meta("dtn://src/", 0).id).unwrap().as_deref(), Some(&b"tiny"[..]));
+    drop(s);
+    let s = RocksStore::open_with(dir.path(), opts()).unwrap();
+    assert_eq!(s.stats().unwrap(), want);
+    assert!(s.update_meta(&meta("dtn://src/", 2)).unwrap());
+    assert!(!s.update_meta(&meta("dtn://src/", n)).unwrap());
+}
