@@ -84,20 +84,71 @@ pub trait DurableStore: Store {
     fn submit_delete_many(&self, ids: Vec<BundleId>, done: OnDurable) {
         done(ids.iter().try_for_each(|id| self.delete(id).map(|_| ())));
     }
-    /// Deletes bundles and, in the same batch, remembers those delivered
-    /// here until their time (see [`Node::handle_recovered_delivered`]). The
-    /// default remembers nothing.
-    fn submit_delete_and_remember(&self, ids: Vec<BundleId>, _delivered: Vec<(BundleId, DtnTime)>, done: OnDurable) {
+    /// Deletes bundles and, in the same batch, forgets the delivered IDs in
+    /// `forget`, then remembers those delivered here until their time (see
+    /// [`Node::handle_recovered_delivered`]). The default remembers nothing.
+    fn submit_delete_and_remember(
+        &self,
+        ids: Vec<BundleId>,
+        _delivered: Vec<(BundleId, DtnTime)>,
+        _forget: Vec<BundleId>,
+        done: OnDurable,
+    ) {
         self.submit_delete_many(ids, done)
-    }
-    /// Forgets delivered bundles.
-    fn submit_forget_delivered(&self, _ids: Vec<BundleId>, done: OnDurable) {
-        done(Ok(()))
     }
     /// The delivered bundles remembered, each with its time.
     fn delivered(&self) -> Result<Vec<(BundleId, DtnTime)>, StoreError> {
         Ok(Vec::new())
     }
+}
+
+/// One store write that tidies up after the node: bundles to delete,
+/// delivered IDs to remember (each until its time) and to forget, in the
+/// order the node decided them.
+#[derive(Debug, Default)]
+struct Cleanup {
+    ids: Vec<BundleId>,
+    remember: Vec<(BundleId, DtnTime)>,
+    /// Forgotten IDs, each with the number of `remember` entries made before
+    /// it: a forget cancels only those.
+    forgotten: Vec<(BundleId, usize)>,
+}
+
+impl Cleanup {
+    fn forget(&mut self, ids: Vec<BundleId>) {
+        let before = self.remember.len();
+        self.forgotten.extend(ids.into_iter().map(|id| (id, before)));
+    }
+
+    /// The write that leaves the store as the node's order of events would:
+    /// the store applies forgets before remembers, so an ID remembered and
+    /// then forgotten in this run is not remembered at all.
+    fn resolved(self) -> ResolvedCleanup {
+        let Cleanup { ids, mut remember, forgotten } = self;
+        // Latest position at which each ID was forgotten.
+        let mut forgotten_at: HashMap<&BundleId, usize> = HashMap::new();
+        for (id, at) in &forgotten {
+            let e = forgotten_at.entry(id).or_insert(*at);
+            *e = (*e).max(*at);
+        }
+        if !forgotten_at.is_empty() {
+            let mut i = 0;
+            remember.retain(|(id, _)| {
+                let keep = forgotten_at.get(id).is_none_or(|&at| i >= at);
+                i += 1;
+                keep
+            });
+        }
+        let forgotten = forgotten.into_iter().map(|(id, _)| id).collect();
+        ResolvedCleanup { ids, remember, forgotten }
+    }
+}
+
+/// A [`Cleanup`] ready for the store.
+struct ResolvedCleanup {
+    ids: Vec<BundleId>,
+    remember: Vec<(BundleId, DtnTime)>,
+    forgotten: Vec<BundleId>,
 }
 
 /// How well group commit works: syncs and the writes they carried.
@@ -124,11 +175,14 @@ impl DurableStore for RocksStore {
     fn submit_delete_many(&self, ids: Vec<BundleId>, done: OnDurable) {
         RocksStore::submit_delete_many(self, &ids, done)
     }
-    fn submit_delete_and_remember(&self, ids: Vec<BundleId>, delivered: Vec<(BundleId, DtnTime)>, done: OnDurable) {
-        RocksStore::submit_delete_and_remember(self, &ids, &delivered, done)
-    }
-    fn submit_forget_delivered(&self, ids: Vec<BundleId>, done: OnDurable) {
-        RocksStore::submit_forget_delivered(self, &ids, done)
+    fn submit_delete_and_remember(
+        &self,
+        ids: Vec<BundleId>,
+        delivered: Vec<(BundleId, DtnTime)>,
+        forget: Vec<BundleId>,
+        done: OnDurable,
+    ) {
+        RocksStore::submit_delete_and_remember(self, &ids, &delivered, &forget, done)
     }
     fn delivered(&self) -> Result<Vec<(BundleId, DtnTime)>, StoreError> {
         RocksStore::delivered(self)
@@ -603,47 +657,27 @@ impl Daemon {
                         Err(e) => tracing::error!(bundle = %id, error = %e, "updating bundle metadata failed"),
                     }
                 }
-                Action::Delete { id, reason, delivered } => {
-                    // Deletions come in runs (expiry, deliveries): one
-                    // batch, one sync. A bundle whose write still runs is
+                action @ (Action::Delete { .. } | Action::ForgetDelivered(_)) => {
+                    // Deletions come in runs (expiry, deliveries), and once
+                    // the node's memory of delivered IDs is full each
+                    // delivery also forgets the oldest one: the whole run is
+                    // one batch, one sync. A bundle whose write still runs is
                     // deleted once that is done.
-                    let (mut ids, mut remember) = (Vec::new(), Vec::new());
-                    let mut next = Some((id, reason, delivered));
-                    while let Some((id, reason, delivered)) = next.take() {
-                        tracing::debug!(bundle = %id, ?reason, delivered = delivered.is_some(), "deleting bundle");
-                        crate::metrics::METRICS.deleted(reason, delivered.is_some());
-                        match (delivered.is_some(), reason) {
-                            (true, _) => crate::events::EVENTS.publish("delivered", id.to_string()),
-                            (false, Some(r)) => crate::events::EVENTS.publish("deleted", format!("{id}: {r:?}")),
-                            (false, None) => {}
+                    let mut cleanup = Cleanup::default();
+                    let mut next = Some(action);
+                    while let Some(action) = next.take() {
+                        match action {
+                            Action::Delete { id, reason, delivered } => {
+                                self.plan_delete(&mut cleanup, id, reason, delivered)
+                            }
+                            Action::ForgetDelivered(ids) => cleanup.forget(ids),
+                            _ => {}
                         }
-                        match lock(&self.persisting).get_mut(&id) {
-                            Some(w) => {
-                                w.delete_after = true;
-                                w.delivered = delivered;
-                            }
-                            None => {
-                                if let Some(until) = delivered {
-                                    remember.push((id.clone(), until));
-                                }
-                                ids.push(id);
-                            }
-                        }
-                        if let Some(Action::Delete { .. }) = work.front() {
-                            if let Some(Action::Delete { id, reason, delivered }) = work.pop_front() {
-                                next = Some((id, reason, delivered));
-                            }
+                        if let Some(Action::Delete { .. } | Action::ForgetDelivered(_)) = work.front() {
+                            next = work.pop_front();
                         }
                     }
-                    if !ids.is_empty() {
-                        self.delete_stored(ids, remember).await;
-                    }
-                }
-                Action::ForgetDelivered(ids) => {
-                    let n = ids.len();
-                    if let Err(e) = durable(|done| self.store.submit_forget_delivered(ids, done)).await {
-                        tracing::warn!(bundles = n, error = %e, "forgetting delivered bundles in the store failed");
-                    }
+                    self.clean_up(cleanup).await;
                 }
                 Action::Deliver { id, endpoint } if self.routing_endpoint.as_ref() == Some(&endpoint) => {
                     work.extend(Box::pin(self.take_routing_info(id)).await);
@@ -789,20 +823,53 @@ impl Daemon {
     }
 
     async fn delete_stored(&self, ids: Vec<BundleId>, delivered: Vec<(BundleId, DtnTime)>) {
+        self.clean_up(Cleanup { ids, remember: delivered, forgotten: Vec::new() }).await;
+    }
+
+    /// Adds one deletion the node ordered to `cleanup`, or, for a bundle
+    /// whose write still runs, leaves it to [`Daemon::finish_write`].
+    fn plan_delete(&self, cleanup: &mut Cleanup, id: BundleId, reason: Option<ReasonCode>, delivered: Option<DtnTime>) {
+        tracing::debug!(bundle = %id, ?reason, delivered = delivered.is_some(), "deleting bundle");
+        crate::metrics::METRICS.deleted(reason, delivered.is_some());
+        match (delivered.is_some(), reason) {
+            (true, _) => crate::events::EVENTS.publish("delivered", id.to_string()),
+            (false, Some(r)) => crate::events::EVENTS.publish("deleted", format!("{id}: {r:?}")),
+            (false, None) => {}
+        }
+        match lock(&self.persisting).get_mut(&id) {
+            Some(w) => {
+                w.delete_after = true;
+                w.delivered = delivered;
+            }
+            None => {
+                if let Some(until) = delivered {
+                    cleanup.remember.push((id.clone(), until));
+                }
+                cleanup.ids.push(id);
+            }
+        }
+    }
+
+    /// Deletes bundles, forgets and remembers delivered IDs, in one store
+    /// write, and waits until it is durable.
+    async fn clean_up(&self, cleanup: Cleanup) {
+        let ResolvedCleanup { ids, remember, forgotten } = cleanup.resolved();
+        if ids.is_empty() && remember.is_empty() && forgotten.is_empty() {
+            return;
+        }
         {
             let mut hot = lock(&self.hot);
             for id in &ids {
                 hot.remove(id);
             }
         }
-        let first = ids[0].clone();
-        let n = ids.len();
-        let write = |done| match delivered.is_empty() {
-            true => self.store.submit_delete_many(ids, done),
-            false => self.store.submit_delete_and_remember(ids, delivered, done),
+        let (n, f) = (ids.len(), forgotten.len());
+        let write = |done| match (remember.is_empty(), forgotten.is_empty()) {
+            (true, true) => self.store.submit_delete_many(ids, done),
+            _ => self.store.submit_delete_and_remember(ids, remember, forgotten, done),
         };
         if let Err(e) = durable(write).await {
-            tracing::error!(bundle = %first, bundles = n, error = %e, "deleting bundles from the store failed");
+            tracing::error!(bundles = n, forgotten = f, error = %e, "deleting bundles from the store failed");
         }
     }
 
@@ -1598,6 +1665,58 @@ mod tests {
         assert_eq!(&bytes[b.payload().data.clone()], b"hello");
         assert!(store.get_bytes(&id).unwrap().is_none(), "delivered bundle deleted durably");
         assert!(d.take_delivery(&ep).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn deliveries_past_the_delivered_memory_are_one_store_write_that_remembers_the_latest() {
+        // Once the node's memory of delivered IDs is full, every delivery
+        // also forgets the ID expiring first. Those forgets used to be store
+        // writes of their own, each awaited, between the deletions: a sink
+        // fell behind its link after 100,000 deliveries.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RocksStore::open(dir.path()).unwrap());
+        let mut cfg = NodeConfig::new("dtn://me/".parse().unwrap(), Box::new(Epidemic));
+        cfg.delivered_memory = 5;
+        let options = DaemonOptions { default_lifetime: Duration::from_secs(3600) };
+        let clock = Arc::new(ManualClock::new(T0));
+        let d = Daemon::start(Node::new(cfg), store.clone(), clock, Arc::new(NoCla), options).await.unwrap();
+        let ep: Eid = "dtn://me/in".parse().unwrap();
+        d.register(ep.clone()).await.unwrap();
+        let mut ids = vec![];
+        for i in 0..20 {
+            ids.push(d.send(req("dtn://me/in", 60_000 + i * 1_000), b"x").await.unwrap());
+        }
+        let popped = d.pop_deliveries(&ep, 100, u64::MAX);
+        assert_eq!(popped, ids);
+        let before = store.commit_stats().writes;
+        d.confirm_deliveries(&popped).await;
+        assert_eq!(store.commit_stats().writes - before, 1, "20 deletions, 20 remembered, 15 forgotten: one write");
+        let mut remembered: Vec<BundleId> = store.delivered().unwrap().into_iter().map(|(id, _)| id).collect();
+        remembered.sort();
+        let mut latest = ids[15..].to_vec();
+        latest.sort();
+        assert_eq!(remembered, latest, "the store remembers what the node does: the five expiring last");
+        for id in &ids {
+            assert!(store.get_bytes(id).unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn a_cleanup_cancels_a_remember_only_by_a_later_forget() {
+        let id = |seq| BundleId {
+            source: "dtn://a/".parse().unwrap(),
+            creation: CreationTimestamp { time: T0, seq },
+            fragment: None,
+        };
+        let mut c = Cleanup::default();
+        c.forget(vec![id(1)]);
+        c.remember.push((id(1), 5));
+        c.remember.push((id(2), 6));
+        c.forget(vec![id(2), id(3)]);
+        c.remember.push((id(3), 7));
+        let r = c.resolved();
+        assert_eq!(r.remember, vec![(id(1), 5), (id(3), 7)]);
+        assert_eq!(r.forgotten, vec![id(1), id(2), id(3)]);
     }
 
     #[tokio::test]

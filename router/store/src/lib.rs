@@ -583,11 +583,21 @@ impl RocksStore {
     }
 
     /// Like [`RocksStore::submit_delete_many`], and in the same batch
-    /// remembers bundles delivered here, each until its time (see
-    /// [`RocksStore::delivered`]).
-    pub fn submit_delete_and_remember(&self, ids: &[BundleId], delivered: &[(BundleId, DtnTime)], done: OnDurable) {
+    /// forgets the delivered bundles `forget`, then remembers those in
+    /// `delivered`, each until its time (see [`RocksStore::delivered`]). An
+    /// ID in both ends up remembered.
+    pub fn submit_delete_and_remember(
+        &self,
+        ids: &[BundleId],
+        delivered: &[(BundleId, DtnTime)],
+        forget: &[BundleId],
+        done: OnDurable,
+    ) {
         self.submit(done, |txn| {
             ids.iter().try_for_each(|id| txn.delete(id).map(|_| ()))?;
+            for id in forget {
+                txn.ops.push(Op::Delete(Cf::Delivered, id.to_key()));
+            }
             for (id, until) in delivered {
                 txn.ops.push(Op::Put(Cf::Delivered, id.to_key(), until.to_be_bytes().to_vec()));
             }

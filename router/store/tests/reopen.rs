@@ -308,9 +308,26 @@ fn delivered_bundles_are_remembered_with_their_deletion_and_across_reopen() {
     s.put(&a, b"a").unwrap();
     s.put(&b, b"b").unwrap();
     let (done, rx) = done_channel();
-    s.submit_delete_and_remember(std::slice::from_ref(&a.id), &[(a.id.clone(), 5_000)], done);
+    s.submit_delete_and_remember(std::slice::from_ref(&a.id), &[(a.id.clone(), 5_000)], &[], done);
     rx.recv().unwrap().unwrap();
     assert_eq!(s.get_bytes(&a.id).unwrap(), None);
+    assert_eq!(s.delivered().unwrap(), vec![(a.id.clone(), 5_000)]);
+    // One batch that forgets one and remembers others: the remembered win,
+    // also over a forget of the same ID in that batch.
+    let (c, d) = (meta("dtn://src/", 3), meta("dtn://src/", 4));
+    s.put(&c, b"c").unwrap();
+    let (done, rx) = done_channel();
+    s.submit_delete_and_remember(
+        std::slice::from_ref(&c.id),
+        &[(c.id.clone(), 6_000), (d.id.clone(), 7_000)],
+        &[a.id.clone(), d.id.clone()],
+        done,
+    );
+    rx.recv().unwrap().unwrap();
+    assert_eq!(s.delivered().unwrap(), vec![(c.id.clone(), 6_000), (d.id.clone(), 7_000)]);
+    let (done, rx) = done_channel();
+    s.submit_delete_and_remember(&[], &[(a.id.clone(), 5_000)], &[c.id.clone(), d.id.clone()], done);
+    rx.recv().unwrap().unwrap();
     assert_eq!(s.delivered().unwrap(), vec![(a.id.clone(), 5_000)]);
     drop(s);
 
