@@ -1620,7 +1620,7 @@ impl Daemon {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cla::NoCla;
     use ferry_core::bundle::CreationTimestamp;
@@ -1828,14 +1828,21 @@ mod tests {
 
     /// A store whose writes wait until the test lets them through (or fails
     /// them), to look at what happens while a sync is running. MemStore
-    /// underneath: a held write is not in it yet.
+    /// underneath: a held write is not in it yet. Puts are held by default;
+    /// [`GatedStore::holding_deletes`] holds deletions instead.
     #[derive(Default)]
-    struct GatedStore {
+    pub(crate) struct GatedStore {
         inner: MemStore,
+        deletes_only: bool,
         held: Mutex<Vec<(Vec<(BundleMeta, Vec<u8>)>, OnDurable)>>,
+        held_deletes: Mutex<Vec<(Vec<BundleId>, OnDurable)>>,
     }
 
     impl GatedStore {
+        /// Puts go straight through; deletions wait for [`Self::release_deletes`].
+        pub(crate) fn holding_deletes() -> Self {
+            GatedStore { deletes_only: true, ..GatedStore::default() }
+        }
         fn held(&self) -> usize {
             lock(&self.held).len()
         }
@@ -1848,6 +1855,16 @@ mod tests {
                     done(Err(StoreError::Engine("the disk went away".into())));
                 }
             }
+        }
+        /// Carries out every held deletion; the number of bundles they named.
+        pub(crate) fn release_deletes(&self) -> usize {
+            let held = std::mem::take(&mut *lock(&self.held_deletes));
+            let mut n = 0;
+            for (ids, done) in held {
+                n += ids.len();
+                done(ids.iter().try_for_each(|id| self.inner.delete(id).map(|_| ())));
+            }
+            n
         }
     }
 
@@ -1895,7 +1912,18 @@ mod tests {
             Ok(())
         }
         fn submit_put_many(&self, items: Vec<(BundleMeta, Vec<u8>)>, done: OnDurable) {
-            lock(&self.held).push((items, done));
+            if self.deletes_only {
+                done(items.iter().try_for_each(|(m, b)| self.inner.put(m, b)));
+            } else {
+                lock(&self.held).push((items, done));
+            }
+        }
+        fn submit_delete_many(&self, ids: Vec<BundleId>, done: OnDurable) {
+            if self.deletes_only {
+                lock(&self.held_deletes).push((ids, done));
+            } else {
+                done(ids.iter().try_for_each(|id| self.inner.delete(id).map(|_| ())));
+            }
         }
     }
 

@@ -540,6 +540,11 @@ async fn send_data(daemon: &Daemon, req: WsSendData) -> String {
 const DELIVERY_WINDOW: usize = 256;
 /// Bytes of bundles in one window at most (a single larger bundle goes alone).
 const DELIVERY_WINDOW_BYTES: u64 = 8 << 20;
+/// Written windows that may wait for their confirmation. Past this the
+/// deliverer waits: a subscriber that reads faster than the node can confirm
+/// (mark delivered, sync the deletions) is held back instead of piling up
+/// unconfirmed bundles in the store and in memory.
+const UNCONFIRMED_WINDOWS: usize = 8;
 
 async fn deliver_loop(
     daemon: Arc<Daemon>,
@@ -550,19 +555,11 @@ async fn deliver_loop(
     mut closing: watch::Receiver<bool>,
 ) {
     let mut queued = daemon.watch_deliveries();
-    // The previous window's confirmation (its deletions being synced) runs
-    // while the next window is written: one at a time, in order.
-    let mut confirming: Option<tokio::task::JoinHandle<()>> = None;
-    let confirm = |confirming: &mut Option<tokio::task::JoinHandle<()>>, written: Vec<ferry_core::BundleId>| {
-        let previous = confirming.take();
-        let daemon = Arc::clone(&daemon);
-        *confirming = Some(tokio::spawn(async move {
-            if let Some(p) = previous {
-                let _ = p.await;
-            }
-            daemon.confirm_deliveries(&written).await;
-        }));
-    };
+    // Written windows are confirmed by their own task, in order, while the
+    // next windows are written; windows that wait meanwhile are confirmed
+    // together (one node lock, one store write).
+    let (written_tx, written_rx) = mpsc::channel(UNCONFIRMED_WINDOWS);
+    let confirmer = tokio::spawn(confirm_loop(Arc::clone(&daemon), written_rx));
     loop {
         // Mark the queues seen before looking at them: nothing is missed.
         queued.borrow_and_update();
@@ -572,9 +569,8 @@ async fn deliver_loop(
                 continue;
             }
             // Bundles go out in windows: every frame of a window is written,
-            // then the window's deliveries are confirmed together (one node
-            // lock, one store write for their deletions) instead of one sync
-            // per bundle.
+            // then the window's deliveries are confirmed together instead of
+            // one sync per bundle.
             loop {
                 let window = daemon.pop_deliveries(&endpoint, DELIVERY_WINDOW, DELIVERY_WINDOW_BYTES);
                 if window.is_empty() {
@@ -584,20 +580,21 @@ async fn deliver_loop(
                     for id in window.into_iter().rev() {
                         daemon.requeue(&endpoint, id);
                     }
-                    finish(confirming).await;
-                    return;
+                    return finish(written_tx, confirmer).await;
                 }
                 let mode = Mode::from_u8(mode.load(Ordering::Relaxed));
                 let (written, failed) = deliver_window(&daemon, &out, mode, &window).await;
-                if !written.is_empty() {
-                    confirm(&mut confirming, written);
+                if !written.is_empty() && written_tx.send(written).await.is_err() {
+                    // The confirmer is gone (it panicked): deliveries stay
+                    // unconfirmed and are made again after a restart.
+                    tracing::error!("delivery confirmer stopped; closing the subscriber's deliveries");
+                    return;
                 }
                 if failed {
                     for id in window.into_iter().rev() {
                         daemon.requeue(&endpoint, id);
                     }
-                    finish(confirming).await;
-                    return;
+                    return finish(written_tx, confirmer).await;
                 }
             }
         }
@@ -607,15 +604,25 @@ async fn deliver_loop(
             _ = closing.wait_for(|c| *c) => break,
         }
     }
-    finish(confirming).await;
+    finish(written_tx, confirmer).await;
 }
 
-/// Waits for the last window's confirmation, so that a closing connection's
-/// deliveries are settled before it reports closed.
-async fn finish(confirming: Option<tokio::task::JoinHandle<()>>) {
-    if let Some(c) = confirming {
-        let _ = c.await;
+/// Confirms written windows in order; whatever has queued up while one
+/// confirmation ran is confirmed in the next, together.
+async fn confirm_loop(daemon: Arc<Daemon>, mut written: mpsc::Receiver<Vec<ferry_core::BundleId>>) {
+    while let Some(mut ids) = written.recv().await {
+        while let Ok(more) = written.try_recv() {
+            ids.extend(more);
+        }
+        daemon.confirm_deliveries(&ids).await;
     }
+}
+
+/// Waits until every written window is confirmed, so that a closing
+/// connection's deliveries are settled before it reports closed.
+async fn finish(written: mpsc::Sender<Vec<ferry_core::BundleId>>, confirmer: JoinHandle<()>) {
+    drop(written);
+    let _ = confirmer.await;
 }
 
 /// Writes one window of deliveries to the subscriber: the bundles are read
@@ -699,6 +706,83 @@ pub fn base64(data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cla::NoCla;
+    use crate::daemon::tests::GatedStore;
+    use crate::daemon::DaemonOptions;
+    use ferry_core::node::{Node, NodeConfig};
+    use ferry_core::router::Epidemic;
+    use ferry_core::store::Store as _;
+    use ferry_core::time::ManualClock;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    /// A subscriber that reads faster than the node confirms its deliveries
+    /// (the deletions' sync is slow) is held back after a bounded number of
+    /// windows: unconfirmed bundles do not pile up. Once the store catches
+    /// up, every bundle is delivered once and deleted.
+    #[tokio::test]
+    async fn a_subscriber_faster_than_the_confirmations_is_held_back() {
+        const BUNDLES: usize = 6_000;
+        let store = Arc::new(GatedStore::holding_deletes());
+        let node = Node::new(NodeConfig::new("dtn://me/".parse().unwrap(), Box::new(Epidemic)));
+        let clock = Arc::new(ManualClock::new(800_000_000_000));
+        let options = DaemonOptions { default_lifetime: Duration::from_secs(3600) };
+        let daemon = Daemon::start(node, store.clone(), clock, Arc::new(NoCla), options).await.unwrap();
+        let ep: Eid = "dtn://me/in".parse().unwrap();
+        daemon.register(ep.clone()).await.unwrap();
+        let request =
+            SendRequest { source: None, destination: ep.clone(), lifetime_ms: 60_000, flags: 0, report_to: None };
+        for _ in 0..BUNDLES {
+            daemon.send(request.clone(), b"x").await.unwrap();
+        }
+
+        // The subscriber's socket takes every frame at once.
+        let (out_tx, mut out_rx) = mpsc::channel(4);
+        let written = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&written);
+        tokio::spawn(async move {
+            while let Some(out) = out_rx.recv().await {
+                if let Out::Frames { msgs, done } = out {
+                    counted.fetch_add(msgs.len(), Ordering::SeqCst);
+                    let _ = done.send(true);
+                }
+            }
+        });
+        let (closing_tx, closing_rx) = watch::channel(false);
+        let subscriptions = Arc::new(Mutex::new(BTreeSet::from([ep.clone()])));
+        let deliverer = tokio::spawn(deliver_loop(
+            Arc::clone(&daemon),
+            Arc::new(AtomicU8::new(Mode::Bundle as u8)),
+            subscriptions,
+            Arc::new(Notify::new()),
+            out_tx,
+            closing_rx,
+        ));
+
+        // No deletion is durable yet: the deliverer stops after the windows
+        // it may have unconfirmed (plus the one being confirmed and the one
+        // it is handing over).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let ahead = written.load(Ordering::SeqCst);
+        assert!(ahead >= DELIVERY_WINDOW, "the first window goes out: {ahead}");
+        assert!(
+            ahead <= (UNCONFIRMED_WINDOWS + 2) * DELIVERY_WINDOW,
+            "{ahead} bundles written with none of their deliveries confirmed"
+        );
+
+        // The store catches up: everything is delivered and deleted.
+        for _ in 0..1_000 {
+            store.release_deletes();
+            if written.load(Ordering::SeqCst) == BUNDLES && store.stats().unwrap().bundles == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(written.load(Ordering::SeqCst), BUNDLES, "each bundle is delivered once");
+        assert_eq!(store.stats().unwrap().bundles, 0, "each delivered bundle is deleted");
+        closing_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), deliverer).await.unwrap().unwrap();
+    }
 
     #[test]
     fn records_round_trip_in_json_and_cbor() {
