@@ -37,7 +37,12 @@
 //! report when the bundle asked for one (the bug of dtn7-rs #85 is expiry
 //! bypassing that path).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+// SipHash (std's default) was a tenth of a simulation's time in these tables;
+// foldhash is seeded per process too, so IDs from the network cannot be
+// chosen to collide without seeing the hashes.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use crate::admin::{self, ReasonCode, StatusReport};
 use crate::bpsec::{self, BpsecError};
