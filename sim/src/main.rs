@@ -130,6 +130,14 @@ enum Command {
         /// Also write the run's full report (JSON) here, to compare runs byte for byte.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Write the scenario as the ONE's inputs into this folder (events.txt,
+        /// settings.txt, reports/) instead of running it; run them with
+        /// `./one.sh -b 1 DIR/settings.txt` from a ONE checkout.
+        #[arg(long, value_name = "DIR")]
+        export_one: Option<PathBuf>,
+        /// The ONE's Scenario.updateInterval in the exported settings (s).
+        #[arg(long, default_value_t = 0.1, value_name = "SECONDS")]
+        one_update_interval: f64,
         #[arg(long)]
         quiet: bool,
     },
@@ -234,10 +242,40 @@ fn run(cli: Cli) -> Result<()> {
             }
             print!("{}", bench::generate_plan(nodes, contacts, duration, seed));
         }
-        Command::Bench { nodes, contacts, messages, size, duration, buffer, router, seed, report, quiet } => {
+        Command::Bench {
+            nodes,
+            contacts,
+            messages,
+            size,
+            duration,
+            buffer,
+            router,
+            seed,
+            report,
+            export_one,
+            one_update_interval,
+            quiet,
+        } => {
             let size = BenchSize { nodes, contacts, messages, size, duration_s: duration, buffer, seed };
             let base = bench::scenario(&size, RouterSpec::Epidemic);
             let sc = base.with_router(&router, RouterParams::default()).map_err(anyhow::Error::msg)?;
+            if let Some(dir) = export_one {
+                let x = bench::export_one(&sc, &dir, one_update_interval).map_err(anyhow::Error::msg)?;
+                println!("scenario      {} ({} router, seed {seed})", sc.name, sc.router.name());
+                println!(
+                    "events        {} ({} connections, {} contacts merged into one already up, {} messages)",
+                    x.events_file.display(),
+                    x.events.connections,
+                    x.events.merged,
+                    x.events.messages
+                );
+                println!("settings      {}", x.settings_file.display());
+                println!(
+                    "report        {}",
+                    x.report_dir.join(format!("{}_MessageStatsReport.txt", sc.name)).display()
+                );
+                return Ok(());
+            }
             let bar = bar(
                 sc.duration_ms,
                 !quiet && std::io::stderr().is_terminal(),
